@@ -1,0 +1,31 @@
+"""Gunicorn configuration, rendered from stack.settings (GUNICORN_CMD_ARGS still overrides it)."""
+
+import os
+
+from stack.settings import load
+
+_settings = load()
+_run_dir = os.environ["STACK_RUN_DIR"]
+
+wsgi_app = _settings.app_module
+chdir = _settings.app_dir
+# Only the UNIX socket; umask 077 makes it usable by this user alone (Nginx runs as it too).
+bind = [f"unix:{_run_dir}/gunicorn.sock"]
+umask = 0o077
+control_socket_disable = True
+
+workers = _settings.web_concurrency
+worker_class = _settings.worker_class
+threads = _settings.threads
+# Import the app once in the master: workers fork fast and share memory, and an
+# app that cannot import stops the master at once (the container fails fast).
+preload_app = True
+worker_tmp_dir = _run_dir
+
+timeout = _settings.timeout
+graceful_timeout = _settings.graceful_timeout
+keepalive = _settings.gunicorn_keepalive
+
+loglevel = _settings.log_level
+errorlog = "-"
+accesslog = None  # Nginx writes the access log, with the request id.

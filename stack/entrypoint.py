@@ -1,0 +1,105 @@
+"""The container's entrypoint: validate settings, render Nginx's config, run Supervisord.
+
+Supervisord runs in this very process (PID 1 in the container), so there is no
+extra process to forward signals. When stack/watchdog.py stopped it because a
+program could not stay up, this exits 1 instead of Supervisord's 0.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import jinja2
+from supervisor import supervisord
+
+from stack.settings import Settings, SettingError, load
+
+STACK_ROOT = Path(__file__).resolve().parent.parent
+EX_CONFIG = 78  # sysexits.h: configuration error
+
+# Nginx's error log speaks of trouble only: its "notice" lines are start-up chatter.
+NGINX_LOG_LEVELS = {"debug": "info", "info": "warn", "warning": "warn",
+                    "error": "error", "critical": "crit"}
+SUPERVISOR_LOG_LEVELS = {"debug": "debug", "info": "info", "warning": "warn",
+                         "error": "error", "critical": "critical"}
+
+
+def log(message: str) -> None:
+    print(f"entrypoint: {message}", file=sys.stderr, flush=True)
+
+
+def run_dir() -> Path:
+    """Private directory for sockets, pid and temp files, under the writable temp dir."""
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / "stack"
+    path.mkdir(mode=0o700, exist_ok=True)
+    path.chmod(0o700)
+    (path / "draining").unlink(missing_ok=True)
+    (path / "failed").unlink(missing_ok=True)
+    return path
+
+
+def access_log_path() -> str:
+    """Nginx writes its access log straight to our stdout, not through Supervisord."""
+    path = f"/proc/{os.getpid()}/fd/1"
+    try:
+        with open(path, "a"):
+            return path
+    except OSError:  # stdout is a socket, say: go through Supervisord's pipe instead
+        return "/dev/stdout"
+
+
+def render_nginx(settings: Settings, directory: Path) -> Path:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(STACK_ROOT / "nginx"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    text = env.get_template("nginx.conf.j2").render(
+        settings=settings,
+        run_dir=directory,
+        static_dir=Path(settings.app_dir, "static"),
+        error_log_level=NGINX_LOG_LEVELS[settings.log_level],
+        access_log_path=access_log_path(),
+        ipv6=Path("/proc/net/if_inet6").exists(),
+    )
+    target = directory / "nginx.conf"
+    target.write_text(text)
+    return target
+
+
+def main() -> int:
+    try:
+        settings = load()
+    except SettingError as error:
+        log(str(error))
+        return EX_CONFIG
+    directory = run_dir()
+    render_nginx(settings, directory)
+    log(
+        f"serving {settings.app_module} on port {settings.port}: "
+        f"{settings.web_concurrency} {settings.worker_class} workers x {settings.threads} threads "
+        f"({settings.cpus} CPUs available)"
+    )
+    # Read by supervisord.conf's %(ENV_...)s expansions.
+    os.environ.update(
+        STACK_ROOT=str(STACK_ROOT),
+        STACK_RUN_DIR=str(directory),
+        STACK_PYTHON=sys.executable,
+        STACK_STOP_WAIT=str(settings.graceful_timeout + 2),
+        STACK_DRAIN_WAIT=str(settings.drain_seconds + 2),
+    )
+    supervisord.main(
+        ["--configuration", str(STACK_ROOT / "supervisord.conf"),
+         "--loglevel", SUPERVISOR_LOG_LEVELS[settings.log_level]]
+    )
+    failed = directory / "failed"
+    if failed.exists():
+        log(f"stopped because {failed.read_text().strip()}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
