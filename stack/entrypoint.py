@@ -77,9 +77,10 @@ def main() -> int:
         return EX_CONFIG
     directory = run_dir()
     render_nginx(settings, directory)
+    threads = f" x {settings.threads} threads" if settings.worker_class == "gthread" else ""
     log(
         f"serving {settings.app_module} on port {settings.port}: "
-        f"{settings.web_concurrency} {settings.worker_class} workers x {settings.threads} threads "
+        f"{settings.web_concurrency} {settings.worker_class} workers{threads} "
         f"({settings.cpus} CPUs available)"
     )
     # Read by supervisord.conf's %(ENV_...)s expansions.

@@ -1,0 +1,363 @@
+"""Shared fixtures for the three layers: app (test client), stack (local processes), image.
+
+`stack` and `container` are the running product of their layer; `server` is
+either, so the HTTP contract is written once and checked against both.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import IO, Protocol
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+CI = os.environ.get("CI") == "true"
+# What the image copies into /srv, and the stack layer copies likewise.
+RUNTIME_FILES = ("app", "nginx", "stack", "gunicorn.conf.py", "supervisord.conf")
+START_TIMEOUT = 60
+TEST_APPS = ROOT / "tests" / "apps"
+
+
+def require(condition: object, reason: str) -> None:
+    """Skip a layer whose tool is missing on a laptop; under CI=true that is a failure."""
+    if not condition:
+        if CI:
+            pytest.fail(f"{reason} (CI=true: no layer may be skipped)")
+        pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server(Protocol):
+    base_url: str
+
+    def logs(self) -> str: ...
+
+
+def wait_until_up(base_url: str, alive: callable, logs: callable) -> None:  # type: ignore[valid-type]
+    """Wait for /healthz to answer 200, failing early if the server died."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if not alive():
+            pytest.fail(f"server exited during start:\n{logs()}")
+        try:
+            if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"server not up after {START_TIMEOUT} s:\n{logs()}")
+
+
+# --- stack layer: the repository's own configuration, run as local processes
+
+
+@dataclass
+class LocalStack:
+    """The entrypoint, Supervisord, Gunicorn and Nginx as processes on this machine."""
+
+    install: Path
+    work: Path
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.work / "output.log"
+
+    def start(self, wait: bool = True) -> LocalStack:
+        env = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "PYTHONPATH": f"{self.install}:{self.install / 'site-packages'}",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "TMPDIR": str(self.work),
+            "APP_DIR": str(self.install / "app"),
+            "PORT": str(self.port),
+            **self.env,
+        }
+        # As root, run as nobody like the image runs as its own user: Nginx
+        # then stays unprivileged exactly as in the container.
+        user = "nobody" if os.geteuid() == 0 else None
+        # Output through a pipe owned by the stack's user, as runc hands it to a
+        # container's process: Supervisord reopens it as /dev/stdout.
+        read_end, write_end = os.pipe()
+        if user:
+            os.fchown(write_end, pwd.getpwnam(user).pw_uid, -1)
+        self.process = subprocess.Popen(
+            [stack_python(), "-m", "stack.entrypoint"],
+            cwd=self.work, env=env, stdout=write_end, stderr=write_end,
+            user=user, start_new_session=True,
+        )
+        os.close(write_end)
+        reader = os.fdopen(read_end, "rb")
+        threading.Thread(target=self._collect, args=(reader,), daemon=True).start()
+        if wait:
+            wait_until_up(self.base_url, lambda: self.process.poll() is None, self.logs)
+        return self
+
+    def _collect(self, pipe: IO[bytes]) -> None:
+        with self.log_path.open("ab", buffering=0) as log:
+            for line in pipe:
+                log.write(line)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def terminate(self) -> None:
+        """SIGTERM the main process, as `docker stop` does."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 20) -> int:
+        self.terminate()
+        return self.wait_exit(timeout)
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self.process is not None
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running after {timeout} s:\n{self.logs()}")
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait()
+            time.sleep(0.1)  # let the collector write the last lines
+
+
+def stack_python() -> str:
+    """The base interpreter; the lock's packages come from the copied site-packages."""
+    python = os.path.realpath(sys.executable)
+    if os.geteuid() == 0:
+        probe = subprocess.run(["runuser", "-u", "nobody", "--", python, "-c", "pass"],
+                               capture_output=True)
+        require(probe.returncode == 0,
+                f"the stack runs as nobody, who cannot run {python}: make the test venv "
+                "from a Python outside /root (tests/run uses /usr/bin/python3)")
+    return python
+
+
+@pytest.fixture(scope="session")
+def scratch() -> Iterator[Path]:
+    """A temp dir the stack's user can enter (pytest's own is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="flask-stack-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def work_dir(scratch: Path) -> Path:
+    """A fresh TMPDIR for one stack, writable by its user."""
+    path = Path(tempfile.mkdtemp(dir=scratch))
+    path.chmod(0o777)
+    return path
+
+
+@pytest.fixture(scope="session")
+def stack_install(scratch: Path) -> Path:
+    """The runtime files and the lock's packages, copied like the image's COPY steps."""
+    require(shutil.which("nginx"), "nginx is not installed (apt-get install nginx-light)")
+    install = scratch / "install"
+    for name in RUNTIME_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, install / name,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, install / name)
+    for test_app in TEST_APPS.glob("*.py"):  # beside the app, as a user adds a module
+        shutil.copy(test_app, install / "app")
+    site = install / "site-packages"
+    for line in (ROOT / "app" / "requirements.txt").read_text().splitlines():
+        if line and line[0].isalpha():
+            dist = metadata.distribution(line.split("==")[0])
+            for file in dist.files or ():
+                target = site / file
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(dist.locate_file(file), target)
+    for path in [install, *install.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return install
+
+
+@pytest.fixture
+def start_stack(stack_install: Path, scratch: Path) -> Iterator:
+    """Start a stack with extra settings: start_stack(TIMEOUT="5", wait=False)."""
+    started: list[LocalStack] = []
+
+    def start(wait: bool = True, **env: str) -> LocalStack:
+        stack = LocalStack(stack_install, work_dir(scratch), env)
+        started.append(stack)
+        return stack.start(wait)
+
+    yield start
+    for stack in started:
+        stack.kill()
+
+
+@pytest.fixture(scope="session")
+def stack(stack_install: Path, scratch: Path) -> Iterator[LocalStack]:
+    running = LocalStack(stack_install, work_dir(scratch)).start()
+    yield running
+    running.kill()
+
+
+# --- image layer: the built image in a real container
+
+
+@dataclass
+class Engine:
+    command: str
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 600) -> str:
+        result = subprocess.run([self.command, *args], capture_output=True, text=True,
+                                timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{self.command} {' '.join(args)} failed:\n{result.stderr}")
+        return result.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    """Docker if its daemon answers, else Podman: asked, not guessed from the CLI."""
+    for command in ("docker", "podman"):
+        if shutil.which(command) and subprocess.run(
+            [command, "info"], capture_output=True, timeout=60
+        ).returncode == 0:
+            return Engine(command)
+    require(False, "no container engine answers `docker info` or `podman info`")
+    raise AssertionError  # unreachable
+
+
+IMAGE_TAG = "localhost/flask-stack:test"
+
+
+@pytest.fixture(scope="session")
+def image(engine: Engine) -> str:
+    args = ["build", "--tag", IMAGE_TAG]
+    if engine.command == "podman":
+        args += ["--format", "docker"]  # Podman's OCI format would drop HEALTHCHECK
+    if os.environ.get("BASE_IMAGE"):
+        args += ["--build-arg", f"BASE_IMAGE={os.environ['BASE_IMAGE']}"]
+    if os.environ.get("PIP_CERT"):
+        args += ["--secret", f"id=ca_bundle,src={os.environ['PIP_CERT']}"]
+    engine(*args, str(ROOT), timeout=1800)
+    return IMAGE_TAG
+
+
+@dataclass
+class Container:
+    engine: Engine
+    id: str
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def running(self) -> bool:
+        return self.inspect("{{.State.Running}}") == "true"
+
+    def inspect(self, template: str) -> str:
+        return self.engine("inspect", "--format", template, self.id)
+
+    def logs(self) -> str:
+        result = subprocess.run([self.engine.command, "logs", self.id], capture_output=True,
+                                text=True, timeout=60)
+        return result.stdout + result.stderr
+
+    def exec(self, *command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([self.engine.command, "exec", self.id, *command],
+                              capture_output=True, text=True, timeout=60)
+
+    def terminate(self) -> None:
+        """SIGTERM to the main process, as `docker stop` sends first."""
+        self.engine("kill", "--signal", "TERM", self.id)
+
+    def stop(self, timeout: float = 20) -> int:
+        """`docker stop`: SIGTERM, then SIGKILL after the engine's default 10 s."""
+        self.engine("stop", self.id, timeout=timeout + 10)
+        return self.wait_exit(timeout)
+
+    def wait_exit(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.running():
+            if time.monotonic() > deadline:
+                pytest.fail(f"container still running after {timeout} s:\n{self.logs()}")
+            time.sleep(0.2)
+        return int(self.inspect("{{.State.ExitCode}}"))
+
+
+@pytest.fixture(scope="session")
+def run_container(engine: Engine, image: str) -> Iterator:
+    """Run the image: run_container(env={...}, args=[...], wait=True) -> Container."""
+    started: list[Container] = []
+
+    def run(env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+            wait: bool = True) -> Container:
+        port = free_port()
+        options = [f"--env={key}={value}" for key, value in (env or {}).items()]
+        # The test apps sit beside the app, as a user adds a module.
+        mounts = [f"--volume={path}:/srv/app/{path.name}:ro" for path in TEST_APPS.glob("*.py")]
+        cid = engine("run", "--detach", f"--publish=127.0.0.1:{port}:1300", *options,
+                     *mounts, *args, image)
+        container = Container(engine, cid, port)
+        started.append(container)
+        if wait:
+            wait_until_up(container.base_url, container.running, container.logs)
+        return container
+
+    yield run
+    for container in started:
+        engine("rm", "--force", container.id, check=False)
+
+
+@pytest.fixture(scope="session")
+def container(run_container) -> Container:  # type: ignore[no-untyped-def]
+    return run_container()
+
+
+@pytest.fixture(params=["stack", "image"])
+def server(request: pytest.FixtureRequest) -> Server:
+    """The running product of the stack layer, then of the image layer."""
+    return request.getfixturevalue("stack" if request.param == "stack" else "container")
+
+
+@pytest.fixture(params=["stack", "image"])
+def launch(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Start a fresh stack, then a fresh container, with settings: launch(TIMEOUT="5")."""
+    if request.param == "stack":
+        return request.getfixturevalue("start_stack")
+    run_container = request.getfixturevalue("run_container")
+    return lambda wait=True, **env: run_container(env=env, wait=wait)

@@ -1,0 +1,85 @@
+"""App layer: the Flask app through its test client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask, request
+from flask.testing import FlaskClient
+
+from app import create_app
+
+
+@pytest.fixture
+def app() -> Iterator[Flask]:
+    app = create_app({"TESTING": True, "MAX_CONTENT_LENGTH": 16})
+
+    @app.post("/upload")
+    def upload() -> dict[str, int]:
+        return {"bytes": len(request.get_data())}
+
+    yield app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def test_index_is_the_contract(client: FlaskClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    assert response.get_json() == {"msg": "Success!"}
+
+
+def test_health(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "error"),
+    [
+        ("GET", "/nope", 404, "Not Found"),
+        ("DELETE", "/", 405, "Method Not Allowed"),
+        ("POST", "/upload", 413, "Request Entity Too Large"),
+    ],
+)
+def test_errors_are_json(client: FlaskClient, method: str, path: str, status: int,
+                         error: str) -> None:
+    response = client.open(path, method=method, data=b"x" * 64,
+                           headers={"X-Request-ID": "abc-123"})
+    assert response.status_code == status
+    assert response.mimetype == "application/json"
+    assert response.get_json() == {"error": error, "status": status, "request_id": "abc-123"}
+
+
+def test_405_keeps_allow_header(client: FlaskClient) -> None:
+    response = client.delete("/")
+    assert set(response.headers["Allow"].split(", ")) >= {"GET", "HEAD"}
+
+
+def test_unhandled_exception_is_json_500(app: Flask) -> None:
+    app.config["TESTING"] = False  # let the error handler answer instead of raising
+
+    @app.get("/boom")
+    def boom() -> str:
+        raise RuntimeError("boom")
+
+    response = app.test_client().get("/boom")
+    assert response.status_code == 500
+    assert response.get_json()["error"] == "Internal Server Error"
+
+
+def test_proxy_fix_trusts_one_hop(client: FlaskClient) -> None:
+    # Nginx sends one X-Forwarded-For value; only the last hop is believed.
+    response = client.get("/whoami", headers={"X-Forwarded-For": "203.0.113.9, 198.51.100.7",
+                                              "X-Forwarded-Proto": "https"})
+    assert response.get_json() == {"client": "198.51.100.7", "scheme": "https"}
+
+
+def test_debugger_is_off_by_default(app: Flask) -> None:
+    assert not app.debug
