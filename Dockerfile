@@ -7,7 +7,7 @@ ARG BASE_IMAGE=debian:trixie-slim
 FROM ${BASE_IMAGE} AS runtime-base
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 nginx \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* /var/log/*
 
 # The app's virtual environment, from the lock file only (hashes required).
 FROM runtime-base AS venv

@@ -14,7 +14,7 @@ from pathlib import Path
 import jinja2
 from supervisor import supervisord
 
-from stack.settings import Settings, SettingError, load
+from stack.settings import SettingError, Settings, load
 
 STACK_ROOT = Path(__file__).resolve().parent.parent
 EX_CONFIG = 78  # sysexits.h: configuration error

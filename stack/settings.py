@@ -127,7 +127,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Port Nginx listens on."),
     Setting("WEB_CONCURRENCY", "", _whole(1, 256), "a whole number from 1 to 256",
             "Gunicorn worker processes.",
-            default_doc="2 × the CPUs the container may use (cgroup quota and affinity)"),
+            default_doc="2 x the CPUs the container may use (cgroup quota and affinity)"),
     Setting("WORKER_CLASS", "gthread", _choice("gthread", "sync"), "gthread or sync",
             "Gunicorn worker class."),
     Setting("THREADS", "2", _whole(1, 64), "a whole number from 1 to 64",
@@ -144,7 +144,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TRUSTED_PROXIES", "", _networks, "comma-separated IP addresses or CIDR networks",
             "Peers whose `X-Forwarded-For`/`X-Forwarded-Proto` are believed; from anyone "
             "else these headers are replaced.", default_doc="none"),
-    Setting("LOG_LEVEL", "info", _choice(*LOG_LEVELS), " or ".join(LOG_LEVELS),
+    Setting("LOG_LEVEL", "info", _choice(*LOG_LEVELS),
+            ", ".join(LOG_LEVELS[:-1]) + " or " + LOG_LEVELS[-1],
             "Log level of Gunicorn, Nginx's error log and Supervisord."),
     Setting("ACCESS_LOG", "on", _switch, "on or off", "Nginx access log, one line per request."),
     Setting("DRAIN_SECONDS", "0", _whole(0, 3600), "a whole number of seconds from 0 to 3600",
@@ -201,3 +202,16 @@ def load(environ: Mapping[str, str] = os.environ, cgroup_root: Path = CGROUP_ROO
         except ValueError:
             raise SettingError(setting.name, raw, setting.accepted) from None
     return Settings(**values, cpus=cpus)
+
+
+def markdown_table() -> str:
+    """The README's configuration table; `python -m stack.settings` prints it."""
+    rows = ["| Variable | Default | Accepted values | What it does |", "|---|---|---|---|"]
+    for setting in SETTINGS:
+        default = setting.default_doc or f"`{setting.default}`"
+        rows.append(f"| `{setting.name}` | {default} | {setting.accepted} | {setting.doc} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -1,4 +1,4 @@
-"""Run a command once a UNIX socket accepts connections: `python -m stack.wait_for_socket SOCKET CMD...`.
+"""Run a command once a UNIX socket accepts: `python -m stack.wait_for_socket SOCKET CMD...`.
 
 Supervisord starts Nginx through this, so Nginx opens port 1300 only when
 Gunicorn is ready behind it, and early requests never meet a 502.

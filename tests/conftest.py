@@ -6,6 +6,7 @@ either, so the HTTP contract is written once and checked against both.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -148,10 +149,8 @@ class LocalStack:
 
     def kill(self) -> None:
         if self.process is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.process.wait()
             time.sleep(0.1)  # let the collector write the last lines
 

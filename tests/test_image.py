@@ -1,0 +1,128 @@
+"""Image layer: what only a real container shows (users, ports, PID 1, health, CPUs, logs)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import requests
+
+from conftest import Container, Engine
+
+LISTEN = "0A"  # TCP state in /proc/net/tcp
+
+
+def processes(container: Container) -> dict[int, dict[str, str]]:
+    """The container's process tree, read from the host's /proc: pid -> uid, name, cmdline."""
+    main = int(container.inspect("{{.State.Pid}}"))
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = {}, [main]
+    while todo:
+        pid = todo.pop()
+        proc = Path(f"/proc/{pid}")
+        try:
+            status = (proc / "status").read_text()
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        uid = re.search(r"^Uid:\s+(\d+)", status, re.M)[1]  # type: ignore[index]
+        name = re.search(r"^Name:\s+(\S+)", status, re.M)[1]  # type: ignore[index]
+        found[pid] = {"uid": uid, "name": name, "cmdline": cmdline}
+        todo += children.get(pid, [])
+    return found
+
+
+def test_supervisord_is_the_main_process(container: Container) -> None:
+    tree = processes(container)
+    main = int(container.inspect("{{.State.Pid}}"))
+    assert "stack.entrypoint" in tree[main]["cmdline"]
+    assert any("gunicorn" in p["cmdline"] for p in tree.values())
+    assert any(p["name"] == "nginx" for p in tree.values())
+    assert any("stack.watchdog" in p["cmdline"] for p in tree.values())
+    # Never Flask's development server.
+    assert not any("flask" in p["cmdline"] or "werkzeug" in p["cmdline"] for p in tree.values())
+
+
+def test_every_process_is_non_root(container: Container) -> None:
+    tree = processes(container)
+    assert len(tree) >= 6
+    assert {p["uid"] for p in tree.values()} == {"10001"}
+
+
+def test_only_port_1300_listens_and_gunicorn_is_on_a_private_socket(
+        container: Container) -> None:
+    main = int(container.inspect("{{.State.Pid}}"))
+    ports = set()
+    for table in ("tcp", "tcp6", "udp", "udp6"):
+        for line in Path(f"/proc/{main}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if table.startswith("udp") or fields[3] == LISTEN:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    assert ports == {1300}
+    unix = Path(f"/proc/{main}/net/unix").read_text()
+    assert "/tmp/stack/gunicorn.sock" in unix
+    modes = container.exec("python", "-c", (
+        "import os, stat; print(oct(stat.S_IMODE(os.stat('/tmp/stack').st_mode)),"
+        " oct(stat.S_IMODE(os.stat('/tmp/stack/gunicorn.sock').st_mode)))"))
+    directory, sock = modes.stdout.split()
+    assert directory == "0o700"
+    assert int(sock, 8) & 0o077 == 0
+
+
+def test_healthcheck_is_declared_and_passes(engine: Engine, image: str,
+                                            container: Container) -> None:
+    check = json.loads(engine("image", "inspect", "--format",
+                              "{{json .Config.Healthcheck}}", image))
+    assert "stack.healthcheck" in " ".join(check["Test"])
+    if engine.command == "podman":
+        assert engine("healthcheck", "run", container.id, check=False) == ""
+    result = container.exec(*check["Test"][1:])
+    assert result.returncode == 0, result.stderr
+
+
+def test_healthcheck_fails_when_the_app_is_down(run_container) -> None:
+    server = run_container()
+    gunicorn = [str(pid) for pid, p in processes(server).items() if "gunicorn" in p["cmdline"]]
+    subprocess.run(["kill", "-STOP", *gunicorn], check=True)  # hung, yet "running"
+    try:
+        result = server.exec("python", "-m", "stack.healthcheck")
+        assert result.returncode == 1
+        assert "healthcheck:" in result.stderr
+    finally:
+        subprocess.run(["kill", "-CONT", *gunicorn], check=True)
+
+
+def test_workers_follow_the_cpu_quota(run_container) -> None:
+    server = run_container(args=("--cpus=1",))
+    assert "2 gthread workers x 2 threads (1 CPUs available)" in server.logs()
+    workers = [p for p in processes(server).values()
+               if "gunicorn" in p["cmdline"]]
+    assert len(workers) == 1 + 2  # the master and two workers
+
+
+def test_logs_go_to_stdout_and_no_log_files_exist(engine: Engine, container: Container) -> None:
+    request_id = requests.get(f"{container.base_url}/", timeout=10).headers["X-Request-ID"]
+    result = subprocess.run([engine.command, "logs", container.id], capture_output=True,
+                            text=True, timeout=60)
+    assert request_id in result.stdout  # the access log, on stdout itself
+    assert "Booting worker" in result.stdout + result.stderr
+    files = container.exec("python", "-c", (
+        "import os\n"
+        "for top in ('/var/log', '/tmp', '/srv', '/opt'):\n"
+        "    for d, _, names in os.walk(top):\n"
+        "        print(*[os.path.join(d, n) for n in names if n.endswith('.log')], sep='\\n')"))
+    assert files.stdout.strip() == ""
+
+
+def test_port_1300_is_exposed(engine: Engine, image: str) -> None:
+    exposed = json.loads(engine("image", "inspect", "--format",
+                                "{{json .Config.ExposedPorts}}", image))
+    assert list(exposed) == ["1300/tcp"]
