@@ -30,13 +30,17 @@ DYNLOAD = Path(sysconfig.get_path("platstdlib")) / "lib-dynload"
 STDLIB_ZIP = STDLIB.parent / f"python{sys.version_info.major}{sys.version_info.minor}.zip"
 
 # Left out of the standard library, as no server uses them: test suites and
-# test extension modules, GUI and REPL demos, pip's bootstrapper, help()'s
-# topic texts, terminal UIs (curses, readline, the 3.13 REPL; `python` falls
-# back to its basic REPL) and dbm.ndbm's Berkeley DB (dbm uses dbm.sqlite3).
+# test extension modules, GUI and REPL demos, pip's bootstrapper, terminal
+# UIs (curses and readline; the 3.13 REPL still works, without line editing)
+# and dbm.ndbm's Berkeley DB (dbm's default is dbm.sqlite3).
 EXCLUDED_STDLIB = ("test", "idlelib", "tkinter", "turtle.py", "turtledemo", "ensurepip",
-                   "lib2to3", "pydoc_data", "__phello__", "__hello__.py", "antigravity.py",
-                   "this.py", "curses", "_pyrepl")
-EXCLUDED_EXTENSIONS = re.compile(r"(_test|_xxtest|xx|_ctypes_test|_curses|readline|_dbm\.)")
+                   "lib2to3", "__phello__", "__hello__.py", "antigravity.py", "this.py",
+                   "curses")
+# Still there, but they need what is left out: the 3.13 REPL's terminal
+# console (Python uses its basic REPL instead) and dbm.ndbm.
+UNUSABLE_STDLIB = ("dbm.ndbm", "_pyrepl._minimal_curses", "_pyrepl.curses", "_pyrepl.readline",
+                   "_pyrepl.simple_interact", "_pyrepl.unix_console", "_pyrepl.unix_eventqueue")
+EXCLUDED_EXTENSIONS = re.compile(r"(_test|_xxtest|xx|_ctypes_test|_curses|readline\b|_dbm\b)")
 # Debian's additions beside the standard library, which point outside the image.
 DEBIAN_EXTRAS = ("sitecustomize.py", "EXTERNALLY-MANAGED")
 
@@ -143,6 +147,31 @@ def status_stanzas() -> dict[str, str]:
     return stanzas
 
 
+def copy_copyright(package: str, stanzas: dict[str, str], target: Path) -> None:
+    """/usr/share/doc/PACKAGE/copyright, or, where Debian points that directory at a
+    sibling from the same source (libgcc-s1 -> gcc-14-base) and the slim base image
+    dropped the link, the sibling's, linked the same way."""
+    docs = Path("/usr/share/doc")
+
+    def source(name: str) -> str:
+        match = re.search(r"^Source: (\S+)", stanzas[name], re.M)
+        return match[1] if match else name
+
+    owner = next((name for name in (package, *sorted(stanzas))
+                  if source(name) == source(package) and (docs / name / "copyright").exists()),
+                 None)
+    if owner is None:
+        sys.exit(f"rootfs: no copyright file for {package}")
+    link = target / str(docs / package).lstrip("/")
+    if owner != package and not (docs / package).exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(owner)
+    elif (docs / package).is_symlink():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.readlink(docs / package))
+    copy(str(docs / owner / "copyright"), target, set())
+
+
 def write_metadata(target: Path, copied: set[str]) -> None:
     """status.d entries, md5sums of the copied files, and copyright files, per package."""
     owners = package_owners()
@@ -159,9 +188,7 @@ def write_metadata(target: Path, copied: set[str]) -> None:
         sums = [f"{hashlib.md5(Path(p).read_bytes()).hexdigest()}  {p.lstrip('/')}"
                 for p in paths if not os.path.islink(p)]
         (status_dir / f"{package}.md5sums").write_text("\n".join(sums) + "\n")
-        copyright_file = Path("/usr/share/doc") / package / "copyright"
-        if copyright_file.exists():
-            copy(str(copyright_file), target, set())
+        copy_copyright(package, stanzas, target)
     print(f"rootfs: {len(files_by_package)} Debian packages: {' '.join(sorted(files_by_package))}")
 
 

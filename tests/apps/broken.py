@@ -1,3 +1,5 @@
 """A test app that cannot be imported: the container must fail fast."""
 
-raise RuntimeError("this app is broken on purpose")
+import os
+
+DATABASE_URL = os.environ["BROKEN_APP_DATABASE_URL"]  # not set: KeyError at import

@@ -1,0 +1,186 @@
+"""Image layer: the minimal image holds only what runs, and says what it holds."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, Engine
+from image.rootfs import EXCLUDED_EXTENSIONS, EXCLUDED_STDLIB, UNUSABLE_STDLIB
+
+# The default image's size may not grow past these (bytes; as measured in
+# the README). Issue #3's targets, 35 MB and 15 MB, are not met yet.
+MAX_UNCOMPRESSED = 36_500_000
+MAX_COMPRESSED = 17_300_000
+
+FORBIDDEN = re.compile(r"(^|/)(sh|bash|dash|busybox|apt|apt-get|dpkg|gcc|cc|g\+\+|pip3?|perl)$")
+
+# Imports every standard-library module and submodule, but for scripts
+# (__main__, antigravity opens a browser) and the test suite's innards;
+# prints those that fail, each with the module it missed (or the error).
+IMPORT_ALL = """
+import importlib, json, pkgutil, sys
+failed = {}
+def attempt(name):
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        failed[name] = error.name
+    except BaseException as error:
+        failed[name] = repr(error)
+for name in sorted(sys.stdlib_module_names - {"__main__", "antigravity", "this"}):
+    module = attempt(name)
+    if module is None or name == "test":
+        continue
+    for info in pkgutil.walk_packages(getattr(module, "__path__", []), name + ".",
+                                      onerror=lambda name: failed.setdefault(name, "walk")):
+        if not info.name.endswith("__main__"):
+            attempt(info.name)
+print(json.dumps(failed))
+"""
+
+
+class Files:
+    """The image's file system, exported from a created (never started) container."""
+
+    def __init__(self, tar: tarfile.TarFile) -> None:
+        self.tar = tar
+        self.members = {os.path.normpath("/" + m.name): m for m in tar.getmembers()}
+
+    def resolve(self, path: str) -> str:
+        """The path with symlinks followed, component by component, inside the image."""
+        resolved = "/"
+        for part in Path(path).parts[1:]:
+            candidate = str(Path(resolved) / part)
+            member = self.members.get(candidate)
+            while member is not None and member.issym():
+                candidate = os.path.normpath(Path(candidate).parent / member.linkname)
+                member = self.members.get(candidate)
+            resolved = candidate
+        return resolved
+
+    def exists(self, path: str) -> bool:
+        return self.resolve(path) in self.members
+
+    def read(self, path: str) -> bytes:
+        extracted = self.tar.extractfile(self.members[self.resolve(path)])
+        assert extracted is not None
+        return extracted.read()
+
+
+@pytest.fixture(scope="module")
+def files(engine: Engine, image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Files]:
+    archive = tmp_path_factory.mktemp("export") / "rootfs.tar"
+    cid = engine("create", image)
+    try:
+        engine("export", "--output", str(archive), cid)
+    finally:
+        engine("rm", cid)
+    with tarfile.open(archive) as tar:
+        yield Files(tar)
+
+
+def test_size_is_within_budget(engine: Engine, image: str) -> None:
+    size = int(engine("image", "inspect", "--format", "{{.Size}}", image))
+    save = subprocess.Popen([engine.command, "save", image], stdout=subprocess.PIPE)
+    assert save.stdout is not None
+    compressor = gzip.compress  # level 9 would flatter us: measure gzip's default, 6
+    compressed = len(compressor(save.stdout.read(), compresslevel=6))
+    assert save.wait() == 0
+    assert size <= MAX_UNCOMPRESSED, f"{size:,} bytes uncompressed"
+    assert compressed <= MAX_COMPRESSED, f"{compressed:,} bytes compressed"
+
+
+def test_no_shell_package_manager_compiler_or_setuid(files: Files) -> None:
+    assert not [p for p, m in files.members.items()
+                if (m.isfile() or m.issym()) and FORBIDDEN.search(p)]
+    assert not [p for p, m in files.members.items() if m.mode & 0o6000]
+
+
+def test_every_binary_and_library_has_its_package_entry(files: Files) -> None:
+    claimed: dict[str, str] = {}
+    packages = set()
+    for path in files.members:
+        if path.startswith("/var/lib/dpkg/status.d/") and path.endswith(".md5sums"):
+            package = Path(path).name.removesuffix(".md5sums")
+            packages.add(package)
+            for line in files.read(path).decode().splitlines():
+                digest, name = line.split(maxsplit=1)
+                claimed["/" + name] = digest
+    elves = [p for p, m in files.members.items()
+             if m.isfile() and not p.startswith(("/opt/venv/", "/srv/"))
+             and files.read(p)[:4] == b"\x7fELF"]
+    assert len(elves) > 20
+    for path in elves:
+        assert path in claimed, f"{path} has no package entry"
+        assert hashlib.md5(files.read(path)).hexdigest() == claimed[path], path
+    for package in packages:
+        stanza = files.read(f"/var/lib/dpkg/status.d/{package}").decode()
+        assert f"Package: {package}\n" in stanza and "\nVersion: " in stanza
+        assert files.exists(f"/usr/share/doc/{package}/copyright"), package
+    assert {"nginx", "libc6", "libssl3t64", "python3.13-minimal"} <= packages
+    assert b"trixie" in files.read("/etc/os-release")
+
+
+def test_every_python_distribution_has_its_dist_info(files: Files) -> None:
+    site = "/opt/venv/lib/python3.13/site-packages/"
+    recorded: set[str] = set()
+    for path in files.members:
+        if path.startswith(site) and path.endswith(".dist-info/RECORD"):
+            for line in files.read(path).decode().splitlines():
+                recorded.add(line.split("/")[0].split(",")[0])
+    top_level = {p[len(site):].split("/")[0] for p in files.members
+                 if p.startswith(site) and p != site.rstrip("/")}
+    unclaimed = {name for name in top_level - recorded if not name.endswith(".pth")}
+    assert not unclaimed
+    locked = re.findall(r"^([a-z0-9-]+)==([^ ;]+)", (ROOT / "app/requirements.txt").read_text(),
+                        re.M)
+    for name, version in locked:
+        dist_info = f"{site}{name.replace('-', '_')}-{version}.dist-info/METADATA"
+        assert dist_info in files.members, dist_info
+
+
+def test_standard_library_is_whole_but_for_the_documented_list(engine: Engine, image: str
+                                                               ) -> None:
+    debian = f"{image}-debian"
+    engine("build", "--target", "debian", "--tag", debian, str(ROOT), timeout=1800)
+    full = json.loads(engine("run", "--rm", "--entrypoint", "python3", debian,
+                             "-c", IMPORT_ALL, timeout=300))
+    ours = json.loads(engine("run", "--rm", "--entrypoint", "python3", image,
+                             "-c", IMPORT_ALL, timeout=300))
+    excluded = {name.removesuffix(".py") for name in EXCLUDED_STDLIB}
+
+    def documented(module: str) -> bool:
+        top = module.split(".")[0]
+        return (top in excluded or bool(EXCLUDED_EXTENSIONS.match(top))
+                or module in UNUSABLE_STDLIB)
+
+    # Every module the full install imports imports here too, unless documented.
+    missing = [name for name in ours if name not in full]
+    assert missing, "the documented list left nothing out?"
+    assert [name for name in missing if not documented(name)] == []
+
+
+def test_app_tracebacks_show_source_lines(run_container) -> None:
+    server = run_container(env={"APP_MODULE": "broken:app"}, wait=False)
+    assert server.wait_exit(30) == 1
+    assert 'DATABASE_URL = os.environ["BROKEN_APP_DATABASE_URL"]' in server.logs()
+
+
+def test_debug_target_adds_a_shell(engine: Engine, image: str) -> None:
+    debug = f"{image}-debug"
+    engine("build", "--target", "debug", "--tag", debug, str(ROOT), timeout=1800)
+    assert engine("run", "--rm", "--entrypoint", "sh", debug, "-c", "id -u; ls /srv") == (
+        "10001\napp\ngunicorn.conf.py\nnginx\nstack\nsupervisord.conf")
+    minimal = subprocess.run([engine.command, "run", "--rm", "--entrypoint", "sh", image],
+                             capture_output=True, timeout=60)
+    assert minimal.returncode != 0
