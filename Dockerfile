@@ -4,9 +4,11 @@
 # Targets: the default is the minimal image; `--target debug` adds a shell and tools.
 ARG BASE_IMAGE=debian:trixie-slim
 
-# Python 3.13 and Nginx from Debian, at trixie's current security updates.
+# Python 3.13 and Nginx from Debian, at trixie's current security updates
+# (the upgrade covers what the base image already had, such as libzstd1).
 FROM ${BASE_IMAGE} AS debian
 RUN apt-get update \
+ && apt-get upgrade -y \
  && apt-get install -y --no-install-recommends python3 nginx ca-certificates \
  && rm -rf /var/lib/apt/lists/* /var/log/*
 

@@ -260,11 +260,19 @@ def engine() -> Engine:
 
 
 IMAGE_TAG = "localhost/flask-stack:test"
+SECCOMP_PROFILE = ROOT / "security" / "seccomp.json"
+# Every restriction at once, as a hardened deployment runs the image: the
+# whole contract and lifecycle suite runs under these too.
+HARDENED = ("--read-only", "--tmpfs=/tmp:rw,mode=1777", "--cap-drop=ALL",
+            "--security-opt=no-new-privileges", "--user=123456:0",
+            f"--security-opt=seccomp={SECCOMP_PROFILE}")
 
 
-@pytest.fixture(scope="session")
-def image(engine: Engine) -> str:
-    args = ["build", "--tag", IMAGE_TAG]
+def build_image(engine: Engine, tag: str, target: str | None = None) -> str:
+    """Build a target of the Dockerfile the way every test build is made."""
+    args = ["build", "--tag", tag]
+    if target:
+        args += ["--target", target]
     if engine.command == "podman":
         args += ["--format", "docker"]  # Podman's OCI format would drop HEALTHCHECK
     if os.environ.get("BASE_IMAGE"):
@@ -272,7 +280,12 @@ def image(engine: Engine) -> str:
     if os.environ.get("PIP_CERT"):
         args += ["--secret", f"id=ca_bundle,src={os.environ['PIP_CERT']}"]
     engine(*args, str(ROOT), timeout=1800)
-    return IMAGE_TAG
+    return tag
+
+
+@pytest.fixture(scope="session")
+def image(engine: Engine) -> str:
+    return build_image(engine, IMAGE_TAG)
 
 
 @dataclass
@@ -347,16 +360,26 @@ def container(run_container) -> Container:  # type: ignore[no-untyped-def]
     return run_container()
 
 
-@pytest.fixture(params=["stack", "image"])
+@pytest.fixture(scope="session")
+def hardened_container(run_container) -> Container:  # type: ignore[no-untyped-def]
+    return run_container(args=HARDENED)
+
+
+LAYERS = ["stack", "image", "hardened"]
+
+
+@pytest.fixture(params=LAYERS)
 def server(request: pytest.FixtureRequest) -> Server:
-    """The running product of the stack layer, then of the image layer."""
-    return request.getfixturevalue("stack" if request.param == "stack" else "container")
+    """The running product of the stack layer, of the image, and of the hardened image."""
+    return request.getfixturevalue({"stack": "stack", "image": "container",
+                                    "hardened": "hardened_container"}[request.param])
 
 
-@pytest.fixture(params=["stack", "image"])
+@pytest.fixture(params=LAYERS)
 def launch(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
-    """Start a fresh stack, then a fresh container, with settings: launch(TIMEOUT="5")."""
+    """Start a fresh stack or container with settings: launch(TIMEOUT="5")."""
     if request.param == "stack":
         return request.getfixturevalue("start_stack")
     run_container = request.getfixturevalue("run_container")
-    return lambda wait=True, **env: run_container(env=env, wait=wait)
+    args = HARDENED if request.param == "hardened" else ()
+    return lambda wait=True, **env: run_container(env=env, args=args, wait=wait)

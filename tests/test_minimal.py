@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Engine
+from conftest import ROOT, Engine, build_image
 from image.rootfs import EXCLUDED_EXTENSIONS, EXCLUDED_STDLIB, UNUSABLE_STDLIB
 
 # The default image's size may not grow past these (bytes; as measured in
@@ -149,10 +149,20 @@ def test_every_python_distribution_has_its_dist_info(files: Files) -> None:
         assert dist_info in files.members, dist_info
 
 
-def test_standard_library_is_whole_but_for_the_documented_list(engine: Engine, image: str
-                                                               ) -> None:
-    debian = f"{image}-debian"
-    engine("build", "--target", "debian", "--tag", debian, str(ROOT), timeout=1800)
+@pytest.fixture(scope="module")
+def debian(engine: Engine, image: str) -> str:
+    """The Dockerfile's Debian stage, which the minimal image's files come from."""
+    return build_image(engine, f"{image}-debian", "debian")
+
+
+def test_debian_packages_are_current(engine: Engine, debian: str) -> None:
+    upgradable = engine("run", "--rm", "--entrypoint", "sh", debian, "-c",
+                        "apt-get update -qq && apt list --upgradable 2>/dev/null", timeout=300)
+    assert upgradable.splitlines()[1:] == [], "rebuild without cache to take the updates"
+
+
+def test_standard_library_is_whole_but_for_the_documented_list(engine: Engine, image: str,
+                                                               debian: str) -> None:
     full = json.loads(engine("run", "--rm", "--entrypoint", "python3", debian,
                              "-c", IMPORT_ALL, timeout=300))
     ours = json.loads(engine("run", "--rm", "--entrypoint", "python3", image,
@@ -177,8 +187,7 @@ def test_app_tracebacks_show_source_lines(run_container) -> None:
 
 
 def test_debug_target_adds_a_shell(engine: Engine, image: str) -> None:
-    debug = f"{image}-debug"
-    engine("build", "--target", "debug", "--tag", debug, str(ROOT), timeout=1800)
+    debug = build_image(engine, f"{image}-debug", "debug")
     assert engine("run", "--rm", "--entrypoint", "sh", debug, "-c", "id -u; ls /srv") == (
         "10001\napp\ngunicorn.conf.py\nnginx\nstack\nsupervisord.conf")
     minimal = subprocess.run([engine.command, "run", "--rm", "--entrypoint", "sh", image],

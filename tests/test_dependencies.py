@@ -1,0 +1,18 @@
+"""Supply chain: the locked Python dependencies have no known vulnerabilities."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_locked_dependencies_have_no_known_vulnerabilities() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pip_audit", "--require-hashes", "--disable-pip",
+         "--progress-spinner", "off", "-r", str(ROOT / "app" / "requirements.txt")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No known vulnerabilities found" in result.stdout + result.stderr
