@@ -268,15 +268,19 @@ HARDENED = ("--read-only", "--tmpfs=/tmp:rw,mode=1777", "--cap-drop=ALL",
             f"--security-opt=seccomp={SECCOMP_PROFILE}")
 
 
-def build_image(engine: Engine, tag: str, target: str | None = None) -> str:
+def build_image(engine: Engine, tag: str, target: str | None = None,
+                platform: str | None = None, base_image: str | None = None) -> str:
     """Build a target of the Dockerfile the way every test build is made."""
     args = ["build", "--tag", tag]
     if target:
         args += ["--target", target]
+    if platform:
+        args += ["--platform", platform]
     if engine.command == "podman":
         args += ["--format", "docker"]  # Podman's OCI format would drop HEALTHCHECK
-    if os.environ.get("BASE_IMAGE"):
-        args += ["--build-arg", f"BASE_IMAGE={os.environ['BASE_IMAGE']}"]
+    base_image = base_image or os.environ.get("BASE_IMAGE")
+    if base_image:
+        args += ["--build-arg", f"BASE_IMAGE={base_image}"]
     if os.environ.get("PIP_CERT"):
         args += ["--secret", f"id=ca_bundle,src={os.environ['PIP_CERT']}"]
     engine(*args, str(ROOT), timeout=1800)
@@ -337,7 +341,7 @@ def run_container(engine: Engine, image: str) -> Iterator:
     started: list[Container] = []
 
     def run(env: dict[str, str] | None = None, args: tuple[str, ...] = (),
-            wait: bool = True) -> Container:
+            wait: bool = True, image: str = image) -> Container:
         port = free_port()
         options = [f"--env={key}={value}" for key, value in (env or {}).items()]
         # The test apps sit beside the app, as a user adds a module.

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import pytest
+import requests
 from flask import Flask, request
 from flask.testing import FlaskClient
 
 from app import create_app
+from conftest import ROOT, require
 
 
 @pytest.fixture
@@ -83,3 +90,26 @@ def test_proxy_fix_trusts_one_hop(client: FlaskClient) -> None:
 
 def test_debugger_is_off_by_default(app: Flask) -> None:
     assert not app.debug
+
+
+def test_python_app_py_runs_the_development_server_without_debugger() -> None:
+    with socket.socket() as probe:
+        require(probe.connect_ex(("127.0.0.1", 1300)) != 0, "port 1300 is taken here")
+    env = {**os.environ, "FLASK_DEBUG": "0"}
+    server = subprocess.Popen([sys.executable, str(ROOT / "app" / "app.py")], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                response = requests.get("http://127.0.0.1:1300/", timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the development server did not answer")
+        assert response.json() == {"msg": "Success!"}
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=10)[0]
+    assert "Debugger is active" not in output and "Debug mode: off" in output

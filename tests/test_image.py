@@ -67,8 +67,10 @@ def test_only_port_1300_listens_and_gunicorn_is_on_a_private_socket(
             if table.startswith("udp") or fields[3] == LISTEN:
                 ports.add(int(fields[1].rsplit(":", 1)[1], 16))
     assert ports == {1300}
-    unix = Path(f"/proc/{main}/net/unix").read_text()
-    assert "/tmp/stack/gunicorn.sock" in unix
+    # The only named UNIX socket is Gunicorn's: Supervisord has no control socket.
+    unix = Path(f"/proc/{main}/net/unix").read_text().splitlines()[1:]
+    named = {line.split()[-1] for line in unix if len(line.split()) == 8}
+    assert named == {"/tmp/stack/gunicorn.sock"}
     modes = container.exec("python", "-c", (
         "import os, stat; print(oct(stat.S_IMODE(os.stat('/tmp/stack').st_mode)),"
         " oct(stat.S_IMODE(os.stat('/tmp/stack/gunicorn.sock').st_mode)))"))

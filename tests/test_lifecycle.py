@@ -97,6 +97,17 @@ def test_gunicorn_gives_up_before_nginx(launch) -> None:
     assert requests.get(f"{server.base_url}/", timeout=10).status_code == 200
 
 
+def test_nginx_answers_json_502_when_a_worker_dies(launch) -> None:
+    server = launch(APP_MODULE="slow:app")
+    assert_json_error(requests.get(f"{server.base_url}/crash", timeout=20), 502)
+    assert requests.get(f"{server.base_url}/", timeout=10).status_code == 200  # replaced
+
+
+def test_gunicorn_cmd_args_still_apply(launch) -> None:
+    server = launch(GUNICORN_CMD_ARGS="--workers 1")
+    assert server.logs().count("Booting worker with pid") == 1
+
+
 def test_nginx_answers_json_504_when_the_app_is_too_slow(launch) -> None:
     server = launch(APP_MODULE="slow:app", TIMEOUT="1")  # gthread: Nginx's 6 s apply
     response = requests.get(f"{server.base_url}/slow?seconds=9", timeout=20)

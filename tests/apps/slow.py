@@ -1,5 +1,6 @@
-"""A test app: the template's routes plus /slow, to have requests in flight."""
+"""A test app: the template's routes plus /slow (requests in flight) and /crash."""
 
+import os
 import time
 
 from flask import request
@@ -14,3 +15,8 @@ def slow() -> dict[str, float]:
     seconds = float(request.args.get("seconds", "1"))
     time.sleep(seconds)
     return {"slept": seconds}
+
+
+@app.get("/crash")
+def crash() -> None:
+    os._exit(1)  # the worker dies mid-request, as a segfault would end it
