@@ -21,6 +21,9 @@ from test_minimal import MAX_COMPRESSED, MAX_UNCOMPRESSED
 from conftest import IMAGE_TAG, Container, Engine, build_image, require
 from test_contract import assert_json_error
 
+# The emulated build takes minutes, far past the suite's per-test limit.
+pytestmark = pytest.mark.timeout(3000)
+
 # Made by `.ci/base-image arm64` from Debian's arm64 packages.
 ARM64_BASE = "localhost/debian:trixie-slim-arm64"
 ARM64_TAG = f"{IMAGE_TAG}-arm64"

