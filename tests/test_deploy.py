@@ -30,8 +30,7 @@ COMPOSE = ROOT / "compose.yaml"
 HAPROXY_DIR = ROOT / "deploy" / "haproxy"
 HAPROXY_CFG = HAPROXY_DIR / "haproxy.cfg"
 KUBERNETES = ROOT / "deploy" / "kubernetes"
-# The guide lives in the README; deploy/README-section.md is its source until pasted.
-GUIDES = (ROOT / "README.md", ROOT / "deploy" / "README-section.md")
+GUIDES = (ROOT / "README.md",)  # the deployment guide's timeout table lives there
 BUDGET_HEADER = "| Layer | Setting | Value | Why |"
 # preStop.sleep needs 1.30 (beta, on by default); the latest schema catches removals.
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())

@@ -43,7 +43,7 @@ MAX_REQUESTS = 20_000
 MAX_SECONDS = 150
 PAUSE = 0.005
 # A run of about 25 s gives 1,500 to 3,000 fast answers per client on a 2-CPU machine.
-MIN_OK = {"keep-alive": 500, "new connection": 250, "in flight": 15}
+MIN_OK = {"keep-alive": 400, "new connection": 200, "in flight": 15}
 SLOW_SECONDS = 2
 CLIENT = "127.0.0.1"
 SPOOFED = "203.0.113.9"  # TEST-NET-3: an address no test machine has
@@ -251,6 +251,7 @@ def test_rolling_restart_loses_no_request(balanced) -> None:
     ]
     stop = threading.Event()
     stopped: list[tuple[Container, float]] = []
+    replacements: list[Container] = []
     threads = [threading.Thread(target=c.run, args=(stop,), daemon=True) for c in clients]
     for thread in threads:
         thread.start()
@@ -266,6 +267,7 @@ def test_rolling_restart_loses_no_request(balanced) -> None:
             assert old.running(), f"{name} exited before HAProxy took it out ({took:.1f} s)"
             assert old.wait_exit(drain + STOP_BUDGET) == 0, old.logs()
             new = replica()
+            replacements.append(new)
             haproxy.command(f"set server {BACKEND}/{name} addr 127.0.0.1 port {new.port}")
             haproxy.wait(lambda n=name: haproxy.status(n) == "UP", UP_BUDGET, f"{name} UP again")
         time.sleep(2)  # traffic on the new replicas too
@@ -289,5 +291,6 @@ def test_rolling_restart_loses_no_request(balanced) -> None:
     counters = {key: int(stats["BACKEND"][key] or 0)
                 for key in ("econ", "eresp", "wretr", "wredis", "hrsp_5xx")}
     assert counters == dict.fromkeys(counters, 0), counters
-    for name in replicas:
-        assert int(stats[name]["stot"]) > 0, f"{name} got no requests"
+    # And the replacements took their share.
+    for new in replacements:
+        assert access_log(new), f"no request reached the replacement {new.id[:12]}"
