@@ -507,6 +507,7 @@ def chart(data: dict[str, Any], path: Path) -> None:
             xs = [p["connections"] for p in entry["load"]]
             axis.plot(xs, [value(p) for p in entry["load"]], marker="o", label=name)
         axis.set_xscale("log", base=2)
+        axis.set_yscale("log")  # Nginx alone is ~30x the others: linear hides them
         axis.set_xlabel("concurrent connections")
         axis.set_title(title)
         axis.grid(True, alpha=0.3)
