@@ -72,19 +72,25 @@ def wait_until_up(base_url: str, alive: callable, logs: callable) -> None:  # ty
 # --- stack layer: the repository's own configuration, run as local processes
 
 
-@dataclass
-class LocalStack:
-    """The entrypoint, Supervisord, Gunicorn and Nginx as processes on this machine."""
+@dataclass(kw_only=True)
+class LocalServer:
+    """A server run as a process on this machine, on a free loopback port."""
 
-    install: Path
-    work: Path
-    env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class LocalStack(LocalServer):
+    """The entrypoint, Supervisord, Gunicorn and Nginx as processes on this machine."""
+
+    install: Path
+    work: Path
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def log_path(self) -> Path:

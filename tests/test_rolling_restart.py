@@ -27,7 +27,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import HARDENED, ROOT, Container, free_port, require, wait_until_up
+from conftest import HARDENED, ROOT, Container, LocalServer, require, wait_until_up
 from test_contract import access_log
 
 HAPROXY_CFG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
@@ -57,17 +57,11 @@ def compose_app_env() -> dict[str, str]:
 
 
 @dataclass
-class HAProxy:
+class HAProxy(LocalServer):
     """HAProxy as a local process, driven through its runtime API on a UNIX socket."""
 
     work: Path
     servers: dict[str, int]
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def admin(self) -> Path:
