@@ -16,8 +16,7 @@ control_socket_disable = True
 
 workers = _settings.web_concurrency
 worker_class = _settings.worker_class
-# Gunicorn would quietly turn a sync worker with threads into gthread.
-threads = _settings.threads if worker_class == "gthread" else 1
+threads = _settings.gunicorn_threads
 # Import the app once in the master: workers fork fast and share memory, and an
 # app that cannot import stops the master at once (the container fails fast).
 preload_app = True

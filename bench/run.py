@@ -32,7 +32,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import Engine, free_port  # noqa: E402  (the tests' helpers, not a copy)
+from conftest import Engine, build_image, descendants, free_port  # noqa: E402  (the tests' helpers, not a copy)
 
 TAG = "localhost/flask-stack:bench"
 LUA = BENCH / "latency.lua"
@@ -108,18 +108,9 @@ def detect_engine(choice: str | None) -> Engine:
 
 
 def build(engine: Engine, tag: str, context: Path, no_cache: bool = False) -> float:
-    """The tests' build arguments (see build_image in tests/conftest.py); returns seconds."""
-    args = ["build", "--tag", tag]
-    if no_cache:
-        args.append("--no-cache")
-    if engine.command == "podman":
-        args += ["--format", "docker"]
-    if os.environ.get("BASE_IMAGE"):
-        args += ["--build-arg", f"BASE_IMAGE={os.environ['BASE_IMAGE']}"]
-    if os.environ.get("PIP_CERT"):
-        args += ["--secret", f"id=ca_bundle,src={os.environ['PIP_CERT']}"]
+    """The tests' own build (build_image), timed in seconds."""
     start = time.monotonic()
-    engine(*args, str(context), timeout=1800)
+    build_image(engine, tag, context=context, no_cache=no_cache)
     return time.monotonic() - start
 
 
@@ -204,23 +195,6 @@ def containers(engine: Engine) -> Iterator[list[str]]:
         fast = ("--time", "0") if engine.command == "podman" else ()
         for cid in started:
             engine("rm", "--force", *fast, cid, check=False)
-
-
-def descendants(pid: int) -> list[int]:
-    """The process and all its descendants, from the host's /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                # The command name may hold spaces and parentheses: split after the last ')'.
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, []))
-    return found
 
 
 def pss_mib(engine: Engine, cid: str) -> dict[str, Any]:

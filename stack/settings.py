@@ -172,6 +172,12 @@ class Settings:
     drain_seconds: int
     cpus: int
 
+    @property
+    def gunicorn_threads(self) -> int:
+        """THREADS applies to gthread; Gunicorn would quietly turn a sync worker with
+        threads into gthread."""
+        return self.threads if self.worker_class == "gthread" else 1
+
     # Derived timeouts, kept in order from the client down to the app.
     @property
     def proxy_timeout(self) -> int:

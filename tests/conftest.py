@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Protocol
@@ -46,6 +47,22 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def descendants(pid: int) -> list[int]:
+    """A process and all its descendants, from the host's /proc (a container's too)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # The command name may hold spaces and parentheses: split after the last ')'.
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
 
 
 class Server(Protocol):
@@ -161,6 +178,7 @@ class LocalStack(LocalServer):
             time.sleep(0.1)  # let the collector write the last lines
 
 
+@cache
 def stack_python() -> str:
     """The base interpreter; the lock's packages come from the copied site-packages."""
     python = os.path.realpath(sys.executable)
@@ -275,9 +293,12 @@ HARDENED = ("--read-only", "--tmpfs=/tmp:rw,mode=1777", "--cap-drop=ALL",
 
 
 def build_image(engine: Engine, tag: str, target: str | None = None,
-                platform: str | None = None, base_image: str | None = None) -> str:
+                platform: str | None = None, base_image: str | None = None,
+                context: Path = ROOT, no_cache: bool = False) -> str:
     """Build a target of the Dockerfile the way every test build is made."""
     args = ["build", "--tag", tag]
+    if no_cache:
+        args.append("--no-cache")
     if target:
         args += ["--target", target]
     if platform:
@@ -289,7 +310,7 @@ def build_image(engine: Engine, tag: str, target: str | None = None,
         args += ["--build-arg", f"BASE_IMAGE={base_image}"]
     if os.environ.get("PIP_CERT"):
         args += ["--secret", f"id=ca_bundle,src={os.environ['PIP_CERT']}"]
-    engine(*args, str(ROOT), timeout=1800)
+    engine(*args, str(context), timeout=1800)
     return tag
 
 

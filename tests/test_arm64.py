@@ -8,7 +8,6 @@ multi-architecture manifest of the two images.
 
 from __future__ import annotations
 
-import gzip
 import json
 import subprocess
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 from test_image import processes
-from test_minimal import MAX_COMPRESSED, MAX_UNCOMPRESSED
+from test_minimal import assert_within_size_budget
 
 from conftest import IMAGE_TAG, Container, Engine, build_image, require
 from test_contract import assert_json_error
@@ -78,12 +77,7 @@ def test_graceful_stop(run_container, arm64_image: str) -> None:
 
 
 def test_size_bounds(engine: Engine, arm64_image: str) -> None:
-    size = int(engine("image", "inspect", "--format", "{{.Size}}", arm64_image))
-    saved = subprocess.run([engine.command, "save", arm64_image], capture_output=True,
-                           check=True, timeout=300).stdout
-    compressed = len(gzip.compress(saved, compresslevel=6))
-    assert size <= MAX_UNCOMPRESSED, f"{size:,} bytes uncompressed"
-    assert compressed <= MAX_COMPRESSED, f"{compressed:,} bytes compressed"
+    assert_within_size_budget(engine, arm64_image)
 
 
 def test_one_manifest_holds_both_architectures(engine: Engine, image: str,

@@ -9,24 +9,15 @@ from pathlib import Path
 
 import requests
 
-from conftest import Container, Engine
+from conftest import Container, Engine, descendants
 
 LISTEN = "0A"  # TCP state in /proc/net/tcp
 
 
 def processes(container: Container) -> dict[int, dict[str, str]]:
     """The container's process tree, read from the host's /proc: pid -> uid, name, cmdline."""
-    main = int(container.inspect("{{.State.Pid}}"))
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = {}, [main]
-    while todo:
-        pid = todo.pop()
+    found = {}
+    for pid in descendants(int(container.inspect("{{.State.Pid}}"))):
         proc = Path(f"/proc/{pid}")
         try:
             status = (proc / "status").read_text()
@@ -36,7 +27,6 @@ def processes(container: Container) -> dict[int, dict[str, str]]:
         uid = re.search(r"^Uid:\s+(\d+)", status, re.M)[1]  # type: ignore[index]
         name = re.search(r"^Name:\s+(\S+)", status, re.M)[1]  # type: ignore[index]
         found[pid] = {"uid": uid, "name": name, "cmdline": cmdline}
-        todo += children.get(pid, [])
     return found
 
 
