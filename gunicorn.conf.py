@@ -22,6 +22,9 @@ threads = _settings.gunicorn_threads
 preload_app = True
 worker_tmp_dir = _run_dir
 
+max_requests = _settings.max_requests
+max_requests_jitter = _settings.max_requests // 10
+
 timeout = _settings.timeout
 graceful_timeout = _settings.graceful_timeout
 keepalive = _settings.gunicorn_keepalive

@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import queue
+import resource
 import shutil
 import statistics
 import subprocess
@@ -24,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import Engine, build_image, descendants, free_port  # noqa: E402  (the tests' helpers, not a copy)
+from conftest import Engine, build_image, descendants, free_port, pss_mib  # noqa: E402  (the tests' helpers, not a copy)
 
 TAG = "localhost/flask-stack:bench"
 LUA = BENCH / "latency.lua"
@@ -78,6 +79,13 @@ SETUPS = (
 )
 
 
+def with_settings(setups: tuple[Setup, ...], settings: list[str]) -> tuple[Setup, ...]:
+    """The image's settings (KEY=VALUE) given to the setups that read them."""
+    options = tuple(f"--env={item}" for item in settings)
+    return tuple(replace(s, args=options + s.args) if s.name in ("stack", "gunicorn") else s
+                 for s in setups)
+
+
 @dataclass(frozen=True)
 class Sizes:
     duration: int  # seconds per wrk point
@@ -86,10 +94,14 @@ class Sizes:
     paced_rate: int  # requests/s
     paced_seconds: int
     cold_build: bool
+    rounds: int  # wrk runs per point; the table gives their median
 
 
-FULL = Sizes(10, (1, 16, 64, 256), 5, 200, 15, True)
-SMOKE = Sizes(2, (1, 16), 2, 100, 2, False)
+FULL = Sizes(6, (1, 16, 64, 256, 1024), 5, 200, 15, True, 3)
+SMOKE = Sizes(2, (1, 16), 2, 100, 2, False, 1)
+IDLE_SETTLE_SECONDS = 2
+# wrk holds one descriptor per connection: 1,024 of them pass a soft limit of 1,024.
+OPEN_FILES = 4096
 
 
 def log(message: str) -> None:
@@ -197,18 +209,10 @@ def containers(engine: Engine) -> Iterator[list[str]]:
             engine("rm", "--force", *fast, cid, check=False)
 
 
-def pss_mib(engine: Engine, cid: str) -> dict[str, Any]:
+def memory(engine: Engine, cid: str) -> dict[str, Any]:
     """Sum of PSS over every process of the container: shared pages counted once."""
-    pid = int(engine("inspect", "--format", "{{.State.Pid}}", cid))
-    total_kib, count = 0, 0
-    for process in descendants(pid):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{process}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total_kib += int(line.split()[1])
-                    count += 1
-    return {"pss_mib": round(total_kib / 1024, 2), "processes": count}
-
+    pids = descendants(int(engine("inspect", "--format", "{{.State.Pid}}", cid)))
+    return {"pss_mib": pss_mib(pids), "processes": len(pids)}
 
 # --- load
 
@@ -242,6 +246,24 @@ def wrk(port: int, connections: int, duration: int) -> dict[str, Any]:
         # wrk counts a 4xx/5xx answer as a status error, socket troubles as the rest.
         "non_2xx": errors["status"],
         "socket_errors": sum(v for k, v in errors.items() if k != "status"),
+    }
+
+
+def median_point(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """One figure per point from several wrk runs: median rate and latencies, all errors."""
+    def median(get: Callable[[dict[str, Any]], float]) -> float:
+        return statistics.median(get(p) for p in points)
+
+    return {
+        "connections": points[0]["connections"],
+        "runs": len(points),
+        "requests": sum(p["requests"] for p in points),
+        "rps": median(lambda p: p["rps"]),
+        "rps_runs": [p["rps"] for p in points],
+        "latency_ms": {key: median(lambda p, k=key: p["latency_ms"][k])
+                       for key in points[0]["latency_ms"]},
+        "non_2xx": sum(p["non_2xx"] for p in points),
+        "socket_errors": sum(p["socket_errors"] for p in points),
     }
 
 
@@ -330,16 +352,13 @@ def machine(engine: Engine) -> dict[str, Any]:
     }
 
 
-def measure(engine: Engine, sizes: Sizes) -> dict[str, Any]:
+def measure(engine: Engine, sizes: Sizes, setups: tuple[Setup, ...]) -> dict[str, Any]:
     results: dict[str, Any] = {
         name: {"label": s.label, "load": [], "cold_start_s": []}
-        for name, s in ((s.name, s) for s in SETUPS)
+        for name, s in ((s.name, s) for s in setups)
     }
     with containers(engine) as started:
-        running = [run(engine, setup, started) for setup in SETUPS]
-        time.sleep(2)  # let start-up work settle before calling it idle
-        for item in running:
-            results[item.setup.name]["idle_memory"] = pss_mib(engine, item.id)
+        running = [run(engine, setup, started) for setup in setups]
         gunicorn = next(r for r in running if r.setup.name == "gunicorn")
         results["gunicorn"]["listens"] = [
             line for line in logs(engine, gunicorn.id).splitlines() if "Listening at" in line
@@ -347,24 +366,36 @@ def measure(engine: Engine, sizes: Sizes) -> dict[str, Any]:
         # The command line's --bind must have replaced the config's UNIX socket, not joined it.
         listens = results["gunicorn"]["listens"]
         results["gunicorn"]["tcp_only"] = bool(listens) and not any("unix:" in x for x in listens)
-        # Interleaved: each concurrency runs on every setup before the next one.
-        for connections in sizes.concurrency:
-            for item in running:
-                log(f"wrk {item.setup.name} c={connections} {sizes.duration}s")
-                point = wrk(item.port, connections, sizes.duration)
-                results[item.setup.name]["load"].append(point)
+        # Interleaved: each concurrency runs on every setup before the next one,
+        # and each round repeats that, so noise lands on all setups alike.
+        runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for round_ in range(sizes.rounds):
+            for connections in sizes.concurrency:
+                for item in running:
+                    log(f"wrk {item.setup.name} c={connections} {sizes.duration}s "
+                        f"round {round_ + 1}/{sizes.rounds}")
+                    runs.setdefault((item.setup.name, connections), []).append(
+                        wrk(item.port, connections, sizes.duration))
+        for (name, _), points in runs.items():
+            results[name]["load"].append(median_point(points))
         for item in running:
             log(f"paced {item.setup.name} {sizes.paced_rate}/s {sizes.paced_seconds}s")
             results[item.setup.name]["paced"] = paced(
                 item.port, sizes.paced_rate, sizes.paced_seconds
             )
         for item in running:
-            results[item.setup.name]["memory_after_load"] = pss_mib(engine, item.id)
+            # The four run side by side here: shared pages are split among them.
+            results[item.setup.name]["memory_after_load"] = memory(engine, item.id)
     for attempt in range(sizes.cold_starts):
-        for setup in SETUPS:
+        for setup in setups:
             with containers(engine) as started:
                 item = run(engine, setup, started)
                 results[setup.name]["cold_start_s"].append(round(item.up_s, 3))
+                if attempt == 0:
+                    # Alone on the machine, so no other container shares its pages;
+                    # after start-up work has settled.
+                    time.sleep(IDLE_SETTLE_SECONDS)
+                    results[setup.name]["idle_memory"] = memory(engine, item.id)
         log(f"cold start round {attempt + 1}/{sizes.cold_starts}")
     for entry in results.values():
         entry["cold_start_median_s"] = statistics.median(entry["cold_start_s"])
@@ -394,18 +425,19 @@ def ratios(setups: dict[str, Any], concurrency: tuple[int, ...]) -> dict[str, An
     return out
 
 
+def errors_free(load: dict[str, Any] | None) -> bool | None:
+    return load["non_2xx"] + load["socket_errors"] == 0 if load else None
+
+
 def targets(data: dict[str, Any]) -> dict[str, Any]:
     """Issue 4's targets, judged on this run (None: not measured at this size)."""
     setups, c64 = data["setups"], data["ratios"].get("c64", {}).get("stack_vs_gunicorn")
-    stack_256 = point(setups, "stack", 256)
     rebuild = data["rebuild"]["ratio"]
     return {
         "stack_vs_gunicorn_rps_at_64_ge_1.1": c64["rps"] >= 1.1 if c64 else None,
         "stack_p99_at_64_no_worse": c64["p99"] <= 1.0 if c64 else None,
-        "zero_errors_at_256": (stack_256["non_2xx"] + stack_256["socket_errors"] == 0)
-        if stack_256
-        else None,
-        "zero_errors_at_1024": None,  # not measured yet
+        "zero_errors_at_256": errors_free(point(setups, "stack", 256)),
+        "zero_errors_at_1024": errors_free(point(setups, "stack", 1024)),
         "cold_start_median_le_1s": setups["stack"]["cold_start_median_s"] <= 1.0,
         "idle_memory_le_64mib": setups["stack"]["idle_memory"]["pss_mib"] <= 64,
         "rebuild_le_10pct_of_cold": rebuild <= 0.10 if rebuild is not None else None,
@@ -413,8 +445,11 @@ def targets(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def markdown(data: dict[str, Any]) -> str:
-    setups = data["setups"]
+    setups, sizes = data["setups"], data["sizes"]
     lines = [
+        f"Each load figure is the median of {sizes['rounds']} interleaved wrk runs of "
+        f"{sizes['duration']} s (errors: their sum).",
+        "",
         "| Setup | Conns | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | socket errors |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -444,6 +479,10 @@ def markdown(data: dict[str, Any]) -> str:
     cold = f"{rebuild['cold_build_s']:.1f} s" if rebuild["cold_build_s"] else "not run (smoke)"
     ratio = f"{rebuild['ratio']:.1%}" if rebuild["ratio"] is not None else "n/a"
     lines += [
+        "",
+        "Targets (issue 4) on this run: " + ", ".join(
+            f"{name} {'met' if met else 'NOT met' if met is False else 'not measured'}"
+            for name, met in data["targets"].items()) + ".",
         "",
         f"Image size: {data['image']['size_mib']} MiB. Rebuild after a one-line "
         f"app.py change: {rebuild['one_line_change_s']:.1f} s; cold build: {cold}; "
@@ -500,14 +539,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="a few seconds per figure")
     parser.add_argument("--out", type=Path, default=BENCH / "results")
     parser.add_argument("--engine", choices=("docker", "podman"))
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting for the stack and Gunicorn alone, e.g. THREADS=2")
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < OPEN_FILES:
+        sys.exit(f"wrk needs {OPEN_FILES} open files; the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES, hard))  # wrk inherits it
     began = time.monotonic()
     engine = detect_engine(args.engine)
     data: dict[str, Any] = {
         "smoke": args.smoke,
         "sizes": sizes.__dict__,
-        "command": "python bench/run.py" + (" --smoke" if args.smoke else ""),
+        "command": " ".join(["python bench/run.py", *(["--smoke"] if args.smoke else []),
+                             *(f"--env {item}" for item in args.env)]),
         "machine": machine(engine),
     }
     log(f"building {TAG} with {engine.command}")
@@ -518,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         "rebuild after a one-line app.py change" + (" and a cold build" if sizes.cold_build else "")
     )
     data["rebuild"] = rebuild_times(engine, sizes.cold_build)
-    data["setups"] = measure(engine, sizes)
+    data["setups"] = measure(engine, sizes, with_settings(SETUPS, args.env))
     data["ratios"] = ratios(data["setups"], sizes.concurrency)
     data["targets"] = targets(data)
     data["machine"]["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]

@@ -7,12 +7,15 @@ program could not stay up, this exits 1 instead of Supervisord's 0.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
+import signal
 import sys
 from pathlib import Path
 
 import jinja2
-from supervisor import supervisord
+from supervisor import poller, supervisord
 
 from stack.settings import SettingError, Settings, load
 
@@ -50,7 +53,44 @@ def access_log_path() -> str:
         return "/dev/stdout"
 
 
-def render_nginx(settings: Settings, directory: Path) -> Path:
+def raise_open_files_limit() -> int:
+    """Soft open-files limit up to the hard one: each proxied client holds two
+    descriptors, and a soft 1024 would cap Nginx near 500 connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+    except (OSError, ValueError):  # a seccomp profile or runtime may forbid it
+        return soft
+    return max(soft, wanted)
+
+
+class _PromptPoller(poller.Poller):  # type: ignore[misc,valid-type]
+    """Supervisord acts only between polls of up to 1 s: it spawns its programs after
+    the first one, and restarts a crashed program or starts stopping on SIGTERM after
+    the poll that follows the signal. This poller returns at once for the first poll
+    and, woken by any signal (signal.set_wakeup_fd), for the one after."""
+
+    def initialize(self) -> None:
+        super().initialize()
+        self._wakeup, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        self.register_readable(self._wakeup)
+        self._at_once = True
+
+    def poll(self, timeout: float) -> tuple[list[int], list[int]]:
+        if self._at_once:
+            self._at_once, timeout = False, 0
+        readables, writables = super().poll(timeout)
+        if self._wakeup in readables:  # not Supervisord's: it would unregister it
+            readables.remove(self._wakeup)
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wakeup, 4096)
+            self._at_once = True
+        return readables, writables
+
+
+def render_nginx(settings: Settings, directory: Path, open_files: int) -> Path:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(STACK_ROOT / "nginx"),
         undefined=jinja2.StrictUndefined,
@@ -63,6 +103,8 @@ def render_nginx(settings: Settings, directory: Path) -> Path:
         error_log_level=NGINX_LOG_LEVELS[settings.log_level],
         access_log_path=access_log_path(),
         ipv6=Path("/proc/net/if_inet6").exists(),
+        # A client and its upstream connection each count; leave room for files.
+        worker_connections=min(4096, open_files // 2),
     )
     target = directory / "nginx.conf"
     target.write_text(text)
@@ -76,7 +118,8 @@ def main() -> int:
         log(str(error))
         return EX_CONFIG
     directory = run_dir()
-    render_nginx(settings, directory)
+    open_files = raise_open_files_limit()
+    render_nginx(settings, directory, open_files)
     threads = f" x {settings.threads} threads" if settings.worker_class == "gthread" else ""
     log(
         f"serving {settings.app_module} on port {settings.port}: "
@@ -89,8 +132,10 @@ def main() -> int:
         STACK_RUN_DIR=str(directory),
         STACK_PYTHON=sys.executable,
         STACK_STOP_WAIT=str(settings.graceful_timeout + 2),
+        STACK_DRAIN_SECONDS=str(settings.drain_seconds),
         STACK_DRAIN_WAIT=str(settings.drain_seconds + 2),
     )
+    poller.Poller = _PromptPoller
     supervisord.main(
         ["--configuration", str(STACK_ROOT / "supervisord.conf"),
          "--loglevel", SUPERVISOR_LOG_LEVELS[settings.log_level]]

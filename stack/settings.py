@@ -127,16 +127,19 @@ SETTINGS: tuple[Setting, ...] = (
             "Port Nginx listens on."),
     Setting("WEB_CONCURRENCY", "", _whole(1, 256), "a whole number from 1 to 256",
             "Gunicorn worker processes.",
-            default_doc="2 x the CPUs the container may use (cgroup quota and affinity)"),
+            default_doc="the CPUs the container may use (cgroup quota and affinity), at least 2"),
     Setting("WORKER_CLASS", "gthread", _choice("gthread", "sync"), "gthread or sync",
             "Gunicorn worker class."),
-    Setting("THREADS", "2", _whole(1, 64), "a whole number from 1 to 64",
+    Setting("THREADS", "4", _whole(1, 64), "a whole number from 1 to 64",
             "Threads per worker (gthread)."),
     Setting("TIMEOUT", "30", _whole(1, 3600), "a whole number of seconds from 1 to 3600",
             "Longest a request may run in Gunicorn; Nginx waits 5 s longer, so Gunicorn "
             "gives up first."),
     Setting("GRACEFUL_TIMEOUT", "5", _whole(1, 3600), "a whole number of seconds from 1 to 3600",
             "On stop, how long in-flight requests get to finish."),
+    Setting("MAX_REQUESTS", "10000", _whole(0, 10**9), "a whole number, 0 for never",
+            "Requests a Gunicorn worker serves before it is replaced (plus up to 10% "
+            "jitter, so workers are not replaced together): a slow leak stays bounded."),
     Setting("KEEPALIVE_TIMEOUT", "75", _whole(0, 3600), "a whole number of seconds from 0 to 3600",
             "Nginx client keep-alive; longer than a load balancer's usual 60 s idle timeout."),
     Setting("MAX_BODY_SIZE", "1m", _size, "a size from 1 to 1g, e.g. 512k, 10m",
@@ -170,6 +173,7 @@ class Settings:
     log_level: str
     access_log: bool
     drain_seconds: int
+    max_requests: int
     cpus: int
 
     @property
@@ -177,6 +181,12 @@ class Settings:
         """THREADS applies to gthread; Gunicorn would quietly turn a sync worker with
         threads into gthread."""
         return self.threads if self.worker_class == "gthread" else 1
+
+    @property
+    def nginx_workers(self) -> int:
+        """Python, not Nginx, is the bottleneck: a second Nginx worker on 2 CPUs only
+        takes CPU from Gunicorn's workers (README, Performance)."""
+        return max(1, self.cpus // 8)
 
     # Derived timeouts, kept in order from the client down to the app.
     @property
@@ -201,7 +211,7 @@ def load(environ: Mapping[str, str] = os.environ, cgroup_root: Path = CGROUP_ROO
         if not raw:
             raw = setting.default
         if setting.name == "WEB_CONCURRENCY" and not raw:
-            values["web_concurrency"] = 2 * cpus
+            values["web_concurrency"] = max(2, cpus)
             continue
         try:
             values[setting.name.lower()] = setting.parse(raw)

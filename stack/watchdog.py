@@ -15,17 +15,16 @@ import signal
 import sys
 import time
 from collections import defaultdict, deque
-from pathlib import Path
-from types import FrameType
 
-from supervisor import childutils
-
-from stack.settings import load
+# No supervisor.childutils and no stack.settings here: importing them costs this
+# long-lived process 10 MB (childutils pulls in xmlrpc and importlib.metadata),
+# and the event listener protocol below is three lines of it.
 
 CRASHES = 5  # unexpected exits of one program...
 CRASH_WINDOW_SECONDS = 60  # ...within this long count as a crash loop
 
-RUN_DIR = Path(os.environ["STACK_RUN_DIR"])
+RUN_DIR = os.environ["STACK_RUN_DIR"]
+DRAIN_SECONDS = int(os.environ["STACK_DRAIN_SECONDS"])  # validated by the entrypoint
 
 
 def log(message: str) -> None:
@@ -34,26 +33,34 @@ def log(message: str) -> None:
 
 def fail(reason: str) -> None:
     log(f"{reason}; stopping the container")
-    (RUN_DIR / "failed").write_text(reason + "\n")
+    with open(os.path.join(RUN_DIR, "failed"), "w") as marker:
+        marker.write(reason + "\n")
     os.kill(os.getppid(), signal.SIGTERM)
 
 
-def on_stop(_signum: int, _frame: FrameType | None) -> None:
-    drain_seconds = load().drain_seconds
-    if drain_seconds and not (RUN_DIR / "failed").exists():
-        (RUN_DIR / "draining").touch()
-        log(f"draining: /healthz answers 503 for {drain_seconds} s before the stop")
-        time.sleep(drain_seconds)
+def on_stop(_signum: int, _frame: object) -> None:
+    if DRAIN_SECONDS and not os.path.exists(os.path.join(RUN_DIR, "failed")):
+        open(os.path.join(RUN_DIR, "draining"), "w").close()
+        log(f"draining: /healthz answers 503 for {DRAIN_SECONDS} s before the stop")
+        time.sleep(DRAIN_SECONDS)
     sys.exit(0)
+
+
+def next_event() -> tuple[str, dict[str, str]]:
+    """Supervisord's event listener protocol: READY, a header line, a payload of `len`."""
+    sys.stdout.write("READY\n")
+    sys.stdout.flush()
+    headers = dict(token.split(":", 1) for token in sys.stdin.readline().split())
+    payload = sys.stdin.read(int(headers["len"]))
+    fields = dict(token.split(":", 1) for token in payload.split("\n", 1)[0].split())
+    return headers["eventname"], fields
 
 
 def main() -> None:
     signal.signal(signal.SIGTERM, on_stop)
     crashes: defaultdict[str, deque[float]] = defaultdict(deque)
     while True:
-        headers, payload = childutils.listener.wait(sys.stdin, sys.stdout)
-        event = headers["eventname"]
-        fields, _ = childutils.eventdata(payload + "\n")
+        event, fields = next_event()
         name = fields["processname"]
         if event == "PROCESS_STATE_FATAL":
             fail(f"{name} could not start")
@@ -65,7 +72,8 @@ def main() -> None:
                 recent.popleft()
             if len(recent) >= CRASHES:
                 fail(f"{name} crashed {len(recent)} times in {CRASH_WINDOW_SECONDS} s")
-        childutils.listener.ok(sys.stdout)
+        sys.stdout.write("RESULT 2\nOK")  # done with this event
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -63,6 +64,33 @@ def descendants(pid: int) -> list[int]:
         found.append(current)
         todo.extend(children.get(current, []))
     return found
+
+
+def processes(container: Container) -> dict[int, dict[str, str]]:
+    """A container's process tree from the host's /proc: pid -> uid, ppid, name, cmdline."""
+    found = {}
+    for pid in descendants(int(container.inspect("{{.State.Pid}}"))):
+        proc = Path(f"/proc/{pid}")
+        try:
+            status = (proc / "status").read_text()
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = dict(re.findall(r"^(Uid|PPid|Name):\s+(\S+)", status, re.M))
+        found[pid] = {"uid": fields["Uid"], "ppid": fields["PPid"], "name": fields["Name"],
+                      "cmdline": cmdline}
+    return found
+
+
+def pss_mib(pids: list[int]) -> float:
+    """Sum of PSS over processes: pages they share are counted once."""
+    total_kib = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kib += int(line.split()[1])
+    return round(total_kib / 1024, 2)
 
 
 class Server(Protocol):
@@ -344,6 +372,9 @@ class Container:
         return subprocess.run([self.engine.command, "exec", self.id, *command],
                               capture_output=True, text=True, timeout=60)
 
+    def remove(self) -> None:
+        self.engine("rm", "--force", self.id, check=False)
+
     def terminate(self) -> None:
         """SIGTERM to the main process, as `docker stop` sends first."""
         self.engine("kill", "--signal", "TERM", self.id)
@@ -362,6 +393,25 @@ class Container:
         return int(self.inspect("{{.State.ExitCode}}"))
 
 
+def start_container(engine: Engine, image: str, env: dict[str, str] | None = None,
+                    args: tuple[str, ...] = (), wait: bool = True) -> Container:
+    """Run the image on a free loopback port, the test apps beside the app."""
+    port = free_port()
+    options = [f"--env={key}={value}" for key, value in (env or {}).items()]
+    # The test apps sit beside the app, as a user adds a module.
+    mounts = [f"--volume={path}:/srv/app/{path.name}:ro" for path in TEST_APPS.glob("*.py")]
+    cid = engine("run", "--detach", f"--publish=127.0.0.1:{port}:1300", *options,
+                 *mounts, *args, image)
+    container = Container(engine, cid, port)
+    if wait:
+        try:
+            wait_until_up(container.base_url, container.running, container.logs)
+        except BaseException:
+            container.remove()
+            raise
+    return container
+
+
 @pytest.fixture(scope="session")
 def run_container(engine: Engine, image: str) -> Iterator:
     """Run the image: run_container(env={...}, args=[...], wait=True) -> Container."""
@@ -369,13 +419,7 @@ def run_container(engine: Engine, image: str) -> Iterator:
 
     def run(env: dict[str, str] | None = None, args: tuple[str, ...] = (),
             wait: bool = True, image: str = image) -> Container:
-        port = free_port()
-        options = [f"--env={key}={value}" for key, value in (env or {}).items()]
-        # The test apps sit beside the app, as a user adds a module.
-        mounts = [f"--volume={path}:/srv/app/{path.name}:ro" for path in TEST_APPS.glob("*.py")]
-        cid = engine("run", "--detach", f"--publish=127.0.0.1:{port}:1300", *options,
-                     *mounts, *args, image)
-        container = Container(engine, cid, port)
+        container = start_container(engine, image, env, args, wait=False)
         started.append(container)
         if wait:
             wait_until_up(container.base_url, container.running, container.logs)
@@ -383,7 +427,7 @@ def run_container(engine: Engine, image: str) -> Iterator:
 
     yield run
     for container in started:
-        engine("rm", "--force", container.id, check=False)
+        container.remove()
 
 
 @pytest.fixture(scope="session")

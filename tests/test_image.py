@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from pathlib import Path
 
 import requests
 
-from conftest import Container, Engine, descendants
+from conftest import Container, Engine, processes
 
 LISTEN = "0A"  # TCP state in /proc/net/tcp
-
-
-def processes(container: Container) -> dict[int, dict[str, str]]:
-    """The container's process tree, read from the host's /proc: pid -> uid, name, cmdline."""
-    found = {}
-    for pid in descendants(int(container.inspect("{{.State.Pid}}"))):
-        proc = Path(f"/proc/{pid}")
-        try:
-            status = (proc / "status").read_text()
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        uid = re.search(r"^Uid:\s+(\d+)", status, re.M)[1]  # type: ignore[index]
-        name = re.search(r"^Name:\s+(\S+)", status, re.M)[1]  # type: ignore[index]
-        found[pid] = {"uid": uid, "name": name, "cmdline": cmdline}
-    return found
 
 
 def test_supervisord_is_the_main_process(container: Container) -> None:
@@ -94,7 +77,7 @@ def test_healthcheck_fails_when_the_app_is_down(run_container) -> None:
 
 def test_workers_follow_the_cpu_quota(run_container) -> None:
     server = run_container(args=("--cpus=1",))
-    assert "2 gthread workers x 2 threads (1 CPUs available)" in server.logs()
+    assert "2 gthread workers x 4 threads (1 CPUs available)" in server.logs()
     workers = [p for p in processes(server).values()
                if "gunicorn" in p["cmdline"]]
     assert len(workers) == 1 + 2  # the master and two workers
