@@ -1,6 +1,9 @@
 """Gunicorn configuration, rendered from stack.settings (GUNICORN_CMD_ARGS still overrides it)."""
 
+import json
 import os
+
+from gunicorn import util
 
 from stack.settings import load
 
@@ -32,3 +35,19 @@ keepalive = _settings.gunicorn_keepalive
 loglevel = _settings.log_level
 errorlog = "-"
 accesslog = None  # Nginx writes the access log, with the request id.
+
+
+def _json_error(sock, status_int, reason, mesg):  # type: ignore[no-untyped-def]
+    """Gunicorn's own answers (a request it refuses before the app: a control
+    character in a header, an odd method, over 100 headers or a request line over
+    4094 bytes; a sync worker stopped at TIMEOUT) in
+    the shape of the app's and Nginx's errors, instead of an HTML page. So Nginx
+    need not intercept upstream errors, and the app's own keep their bodies.
+    Gunicorn has not read a request id here: the X-Request-ID header has it."""
+    body = json.dumps({"error": reason, "status": status_int, "request_id": None}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+util.write_error = _json_error  # workers are forked from this process: they call it too

@@ -364,8 +364,9 @@ class Container:
         return self.engine("inspect", "--format", template, self.id)
 
     def logs(self) -> str:
+        # errors="replace": the access log holds whatever bytes a client sent.
         result = subprocess.run([self.engine.command, "logs", self.id], capture_output=True,
-                                text=True, timeout=60)
+                                text=True, errors="replace", timeout=60)
         return result.stdout + result.stderr
 
     def exec(self, *command: str) -> subprocess.CompletedProcess[str]:

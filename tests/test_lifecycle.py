@@ -92,9 +92,17 @@ def test_gunicorn_gives_up_before_nginx(launch) -> None:
     server = launch(APP_MODULE="slow:app", WORKER_CLASS="sync", TIMEOUT="1")
     started = time.monotonic()
     response = requests.get(f"{server.base_url}/slow?seconds=8", timeout=20)
-    assert_json_error(response, 500)
+    assert_json_error(response, 500, gunicorn=True)
     assert time.monotonic() - started < 5
     assert requests.get(f"{server.base_url}/", timeout=10).status_code == 200
+
+
+def test_the_apps_own_errors_pass_untouched(launch) -> None:
+    # Nginx answers its own errors as JSON but never rewrites the app's.
+    server = launch(APP_MODULE="slow:app")
+    response = requests.post(f"{server.base_url}/reject", timeout=10)
+    assert response.status_code == 400
+    assert response.json() == {"error": "name is required", "field": "name"}
 
 
 def test_nginx_answers_json_502_when_a_worker_dies(launch) -> None:

@@ -1,4 +1,5 @@
-"""A test app: the template's routes plus /slow (requests in flight) and /crash."""
+"""A test app: the template's routes plus /slow (requests in flight), /crash and
+/reject (an error of the app's own)."""
 
 import os
 import time
@@ -20,3 +21,8 @@ def slow() -> dict[str, float]:
 @app.get("/crash")
 def crash() -> None:
     os._exit(1)  # the worker dies mid-request, as a segfault would end it
+
+
+@app.post("/reject")
+def reject() -> tuple[dict[str, str], int]:
+    return {"error": "name is required", "field": "name"}, 400
