@@ -24,11 +24,14 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
  && python3 -m venv --without-pip /opt/venv \
  && pip --python /opt/venv/bin/python install --no-cache-dir --disable-pip-version-check \
         --require-hashes --no-deps -r /tmp/requirements.txt
-# Libraries as bytecode only, without their test suites: half the size. The
-# app keeps its source, so its tracebacks show their lines.
+# Libraries as bytecode only, without their test suites: half the size; then
+# the pure-Python ones in one zip. The app keeps its source, so its tracebacks
+# show their lines.
+COPY image/zip_packages.py /tmp/zip_packages.py
 RUN python3 -m compileall -q -b -j 0 --invalidation-mode unchecked-hash /opt/venv/lib \
  && find /opt/venv/lib -name '*.py' -delete \
- && find /opt/venv/lib \( -name __pycache__ -o -name tests \) -type d -prune -exec rm -rf {} +
+ && find /opt/venv/lib \( -name __pycache__ -o -name tests \) -type d -prune -exec rm -rf {} + \
+ && python3 /tmp/zip_packages.py /opt/venv/lib/python3*/site-packages
 
 # Only what runs: Python, Nginx, the libraries their binaries load, package metadata.
 FROM debian AS rootfs

@@ -2,7 +2,7 @@
 
 Run by the Dockerfile's `rootfs` stage with Debian's own Python:
     python3 rootfs.py TARGET [--scan DIR ...]
-It copies Python (standard library compiled into one zip), Nginx, CA
+It copies Python (standard library compiled, without docstrings, into one zip), Nginx, CA
 certificates and every shared library their ELF files load (found by ldd, so
 nothing is hand-listed and each architecture derives its own), then writes
 distroless-style package metadata (/var/lib/dpkg/status.d) and copyright files
@@ -13,15 +13,16 @@ for every Debian package a copied file belongs to. --scan adds ELF files
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
+import importlib.util
+import marshal
 import os
-import py_compile
 import re
 import shutil
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -31,11 +32,13 @@ STDLIB_ZIP = STDLIB.parent / f"python{sys.version_info.major}{sys.version_info.m
 
 # Left out of the standard library, as no server uses them: test suites and
 # test extension modules, GUI and REPL demos, pip's bootstrapper, terminal
-# UIs (curses and readline; the 3.13 REPL still works, without line editing)
-# and dbm.ndbm's Berkeley DB (dbm's default is dbm.sqlite3).
+# UIs (curses and readline; the 3.13 REPL still works, without line editing),
+# dbm.ndbm's Berkeley DB (dbm's default is dbm.sqlite3) and help()'s topics
+# (pydoc_data; pydoc says they are missing), as the docstrings are.
 EXCLUDED_STDLIB = ("test", "idlelib", "tkinter", "turtle.py", "turtledemo", "ensurepip",
                    "lib2to3", "__phello__", "__hello__.py", "antigravity.py", "this.py",
-                   "curses")
+                   "curses", "pydoc_data")
+DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 # Still there, but they need what is left out: the 3.13 REPL's terminal
 # console (Python uses its basic REPL instead) and dbm.ndbm.
 UNUSABLE_STDLIB = ("dbm.ndbm", "_pyrepl._minimal_curses", "_pyrepl.curses", "_pyrepl.readline",
@@ -107,24 +110,37 @@ def copy(path: str, target: Path, copied: set[str]) -> None:
         shutil.copy2(path, destination)
 
 
+def compile_stripped(path: Path) -> bytes:
+    """A module's .pyc (unchecked hash, as compileall makes them) without its
+    docstrings: what `python -OO` compiles, asserts kept. Docstrings serve help()
+    and a server calls it never; they are an eighth of the standard library."""
+    source = path.read_bytes()
+    tree = ast.parse(source, str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, DOCUMENTED) and ast.get_docstring(node, clean=False) is not None:
+            if len(node.body) > 1:
+                del node.body[0]
+            else:
+                node.body[0] = ast.copy_location(ast.Pass(), node.body[0])
+    code = compile(tree, str(path), "exec", dont_inherit=True)
+    flags = 0b01  # PEP 552: hash-based, not checked against the source
+    return (importlib.util.MAGIC_NUMBER + flags.to_bytes(4, "little")
+            + importlib.util.source_hash(source) + marshal.dumps(code))
+
+
 def compile_stdlib(target: Path) -> None:
     """The standard library as bytecode in one zip, on Python's default sys.path."""
     destination = target / str(STDLIB_ZIP).lstrip("/")
     destination.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as scratch, zipfile.ZipFile(
-            destination, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+    with zipfile.ZipFile(destination, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
         for source in sorted(STDLIB.rglob("*.py")):
             relative = source.relative_to(STDLIB)
             if relative.parts[0] in EXCLUDED_STDLIB + DEBIAN_EXTRAS or "lib-dynload" in str(
                     relative):
                 continue
-            compiled = Path(scratch) / "module.pyc"
-            py_compile.compile(str(source), cfile=str(compiled), dfile=str(source),
-                               doraise=True,
-                               invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
             entry = zipfile.ZipInfo(str(relative.with_suffix(".pyc")), (1980, 1, 1, 0, 0, 0))
             entry.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(entry, compiled.read_bytes())
+            archive.writestr(entry, compile_stripped(source))
 
 
 def package_owners() -> dict[str, str]:

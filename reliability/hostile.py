@@ -375,7 +375,7 @@ class Tally:
 
 def run_hostile(base_url: str) -> Result:
     """Every case once, then /healthz: the report's counterpart of the tests."""
-    tally = Tally(Result("hostile_input", figures={"cases": len(CASES)}))
+    tally = Tally(Result(f"hostile input ({len(CASES)} crafted requests)"))
     for case in CASES:
         answer = case.send(base_url)
         tally.add(case.name, answer, case.problems(answer))
@@ -496,7 +496,7 @@ def fuzz(base_url: str, examples: int, pids: Callable[[], set[int]]) -> Result:
     - No 5xx, and errors are JSON, as for CASES.
     - Then the same processes as before (once settled), and /healthz 200.
     """
-    tally = Tally(Result("fuzz"))
+    tally = Tally(Result(f"fuzz ({examples} random requests, hypothesis)"))
     before = settled(pids)
     names = {pid: command(pid) for pid in before}  # a process gone later cannot say its name
     began = time.monotonic()

@@ -12,9 +12,10 @@ import os
 import resource
 import signal
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
-import jinja2
 from supervisor import poller, supervisord
 
 from stack.settings import SettingError, Settings, load
@@ -91,24 +92,51 @@ class _PromptPoller(poller.Poller):  # type: ignore[misc,valid-type]
 
 
 def render_nginx(settings: Settings, directory: Path, open_files: int) -> Path:
+    values = {
+        "settings": settings,
+        "run_dir": directory,
+        "static_dir": Path(settings.app_dir, "static"),
+        "error_log_level": NGINX_LOG_LEVELS[settings.log_level],
+        "access_log_path": access_log_path(),
+        "ipv6": Path("/proc/net/if_inet6").exists(),
+        # A client and its upstream connection each count; leave room for files.
+        "worker_connections": min(4096, open_files // 2),
+    }
+    target = directory / "nginx.conf"
+    in_child(render, "nginx.conf.j2", values, target)
+    return target
+
+
+def render(template: str, values: dict[str, object], target: Path) -> None:
+    import jinja2  # here only: see in_child
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(STACK_ROOT / "nginx"),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
-    text = env.get_template("nginx.conf.j2").render(
-        settings=settings,
-        run_dir=directory,
-        static_dir=Path(settings.app_dir, "static"),
-        error_log_level=NGINX_LOG_LEVELS[settings.log_level],
-        access_log_path=access_log_path(),
-        ipv6=Path("/proc/net/if_inet6").exists(),
-        # A client and its upstream connection each count; leave room for files.
-        worker_connections=min(4096, open_files // 2),
-    )
-    target = directory / "nginx.conf"
-    target.write_text(text)
-    return target
+    target.write_text(env.get_template(template).render(values))
+
+
+def in_child(function: Callable[..., None], *args: object) -> None:
+    """Run `function` in a forked child and wait for it: what it imports (Jinja2,
+    3 MB) never weighs on this process, which lives on as Supervisord."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            function(*args)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{function.__name__}{args[:1]} failed")
 
 
 def main() -> int:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import re
 import subprocess
 import tarfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,11 +18,12 @@ import pytest
 
 from conftest import ROOT, Engine, build_image
 from image.rootfs import EXCLUDED_EXTENSIONS, EXCLUDED_STDLIB, UNUSABLE_STDLIB
+from image.zip_packages import ZIP_NAME
 
-# The default image's size may not grow past these (bytes; as measured in
-# the README). Issue #3's targets, 35 MB and 15 MB, are not met yet.
-MAX_UNCOMPRESSED = 36_500_000
-MAX_COMPRESSED = 17_300_000
+# The default image's size may not grow past these (bytes): issue #3's 35 MB,
+# and for its unmet 15 MB compressed, the size measured in the README.
+MAX_UNCOMPRESSED = 35_000_000
+MAX_COMPRESSED = 16_700_000
 
 FORBIDDEN = re.compile(r"(^|/)(sh|bash|dash|busybox|apt|apt-get|dpkg|gcc|cc|g\+\+|pip3?|perl)$")
 
@@ -143,8 +146,12 @@ def test_every_python_distribution_has_its_dist_info(files: Files) -> None:
             for line in files.read(path).decode().splitlines():
                 recorded.add(line.split("/")[0].split(",")[0])
     top_level = {p[len(site):].split("/")[0] for p in files.members
-                 if p.startswith(site) and p != site.rstrip("/")}
-    unclaimed = {name for name in top_level - recorded if not name.endswith(".pth")}
+                 if p.startswith(site) and p != site.rstrip("/")} - {ZIP_NAME}
+    # The pure-Python packages are in the zip, each must be claimed all the same.
+    with zipfile.ZipFile(io.BytesIO(files.read(site + ZIP_NAME))) as archive:
+        zipped = {name.split("/")[0] for name in archive.namelist()}
+    assert {"flask", "gunicorn"} <= zipped
+    unclaimed = {name for name in (top_level | zipped) - recorded if not name.endswith(".pth")}
     assert not unclaimed
     locked = re.findall(r"^([a-z0-9-]+)==([^ ;]+)", (ROOT / "app/requirements.txt").read_text(),
                         re.M)

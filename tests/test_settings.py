@@ -39,7 +39,8 @@ def test_defaults(tmp_path: Path) -> None:
     settings = load({}, cgroup(tmp_path, {"cpu.max": "100000 100000"}))
     assert settings.app_module == "app:app"
     assert settings.port == 1300
-    assert settings.web_concurrency == 2
+    assert settings.web_concurrency == 2  # at least 2, though 1 CPU
+    assert load({}, cgroup(tmp_path, {"cpu.max": "200000 100000"})).web_concurrency == 3
     assert settings.max_body_size == 1024 * 1024
     assert settings.trusted_proxies == ()
     assert settings.access_log is True
