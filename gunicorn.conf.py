@@ -38,12 +38,12 @@ accesslog = None  # Nginx writes the access log, with the request id.
 
 
 def _json_error(sock, status_int, reason, mesg):  # type: ignore[no-untyped-def]
-    """Gunicorn's own answers (a request it refuses before the app: a control
-    character in a header, an odd method, over 100 headers or a request line over
-    4094 bytes; a sync worker stopped at TIMEOUT) in
-    the shape of the app's and Nginx's errors, instead of an HTML page. So Nginx
-    need not intercept upstream errors, and the app's own keep their bodies.
-    Gunicorn has not read a request id here: the X-Request-ID header has it."""
+    """Gunicorn's own answers in the shape of the app's and Nginx's errors, not
+    an HTML page: a request it refuses before the app (a control character in a
+    header, an odd method, over 100 headers, a request line over 4094 bytes) or
+    a sync worker stopped at TIMEOUT. So Nginx need not intercept upstream
+    errors, and the app's own keep their bodies. Gunicorn has not read the
+    request id here: the X-Request-ID header has it."""
     body = json.dumps({"error": reason, "status": status_int, "request_id": None}).encode()
     head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")

@@ -2,11 +2,11 @@
 
 Run by the Dockerfile's `rootfs` stage with Debian's own Python:
     python3 rootfs.py TARGET [--scan DIR ...]
-It copies Python (standard library compiled, without docstrings, into one zip), Nginx, CA
-certificates and every shared library their ELF files load (found by ldd, so
-nothing is hand-listed and each architecture derives its own), then writes
-distroless-style package metadata (/var/lib/dpkg/status.d) and copyright files
-for every Debian package a copied file belongs to. --scan adds ELF files
+It copies Python (standard library compiled, without docstrings, into one
+zip), Nginx, CA certificates and every shared library their ELF files load
+(found by ldd, so nothing is hand-listed and each architecture derives its
+own), then writes distroless-style package metadata (/var/lib/dpkg/status.d)
+and copyright files for every Debian package a copied file belongs to. --scan adds ELF files
 (e.g. a virtual environment's extension modules) whose libraries must come too.
 """
 
