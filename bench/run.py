@@ -192,7 +192,8 @@ def run(engine: Engine, setup: Setup, started: list[str]) -> Running:
 
 def logs(engine: Engine, cid: str) -> str:
     result = subprocess.run(
-        [engine.command, "logs", cid], capture_output=True, text=True, timeout=60
+        [engine.command, "logs", cid], capture_output=True, text=True, errors="replace",
+        timeout=60
     )
     return result.stdout + result.stderr
 
