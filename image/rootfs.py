@@ -6,8 +6,9 @@ It copies Python (standard library compiled, without docstrings, into one
 zip), Nginx, CA certificates and every shared library their ELF files load
 (found by ldd, so nothing is hand-listed and each architecture derives its
 own), then writes distroless-style package metadata (/var/lib/dpkg/status.d)
-and copyright files for every Debian package a copied file belongs to. --scan adds ELF files
-(e.g. a virtual environment's extension modules) whose libraries must come too.
+and copyright files for every Debian package a copied file belongs to. --scan
+adds ELF files (e.g. a virtual environment's extension modules) whose
+libraries must come too.
 """
 
 from __future__ import annotations

@@ -363,10 +363,14 @@ class Container:
     def inspect(self, template: str) -> str:
         return self.engine("inspect", "--format", template, self.id)
 
-    def logs(self) -> str:
+    def output(self) -> subprocess.CompletedProcess[str]:
+        """The container's stdout and stderr so far, apart."""
         # errors="replace": the access log holds whatever bytes a client sent.
-        result = subprocess.run([self.engine.command, "logs", self.id], capture_output=True,
-                                text=True, errors="replace", timeout=60)
+        return subprocess.run([self.engine.command, "logs", self.id], capture_output=True,
+                              text=True, errors="replace", timeout=60)
+
+    def logs(self) -> str:
+        result = self.output()
         return result.stdout + result.stderr
 
     def exec(self, *command: str) -> subprocess.CompletedProcess[str]:
