@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import http.client
-import selectors
+import multiprocessing
 import socket
 import statistics
 import threading
 import time
 from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event
 from urllib.parse import urlsplit
 
 MAX_REQUESTS_PER_CLIENT = 200_000  # a bound on top of the scenario's time
@@ -98,53 +100,73 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 class Trickle:
-    """`count` connections each sending a request one byte per `every` seconds:
-    headers that never end, or a body far slower than its Content-Length promises.
-    Closed connections are opened again, so the pressure holds for the whole time."""
+    """Slow clients in a process of their own, so the attacker's work never
+    slows the client that measures: `heads` connections sending headers that
+    never end and `bodies` sending a body far slower than its Content-Length
+    promises, one byte per connection every `every` seconds (spread over the
+    interval, as independent clients would). Closed connections are opened
+    again, so the pressure holds for the whole time.
 
-    def __init__(self, base_url: str, count: int, body: bool, every: float = 1.0) -> None:
+        with Trickle(url, heads=200, bodies=50) as attack: ...; attack.opened
+    """
+
+    def __init__(self, base_url: str, heads: int, bodies: int, every: float = 1.0) -> None:
         parts = urlsplit(base_url)
-        self.address = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self.count, self.every = count, every
-        self.head = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" if body
-                     else b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        self.drip = b"a"
-        self.opened = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        address = (parts.hostname or "127.0.0.1", parts.port or 80)
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded process
+        self._stop, self._ready = context.Event(), context.Event()
+        self._opened = context.Value("i", 0)
+        self._process = context.Process(
+            target=_trickle, daemon=True,
+            args=(address, heads, bodies, every, self._stop, self._ready, self._opened))
+
+    @property
+    def opened(self) -> int:
+        return int(self._opened.value)
 
     def __enter__(self) -> Trickle:
-        self._thread.start()
+        self._process.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("the slow clients never got their connections open")
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        self._thread.join(10)
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.kill()
 
-    def _open(self, selector: selectors.BaseSelector) -> None:
-        try:
-            conn = socket.create_connection(self.address, timeout=5)
-            conn.sendall(self.head)
-        except OSError:
-            return
-        conn.setblocking(False)
-        selector.register(conn, selectors.EVENT_READ)
-        self.opened += 1
 
-    def _run(self) -> None:
-        with selectors.DefaultSelector() as selector:
-            while not self._stop.is_set():
-                while len(selector.get_map()) < self.count and not self._stop.is_set():
-                    self._open(selector)
-                for key, _ in selector.select(0):  # answered (408) or closed: drop it
-                    selector.unregister(key.fileobj)
-                    key.fileobj.close()
-                for key in list(selector.get_map().values()):
-                    try:
-                        key.fileobj.send(self.drip)
-                    except OSError:
-                        selector.unregister(key.fileobj)
-                        key.fileobj.close()
-                self._stop.wait(self.every)
-            for key in list(selector.get_map().values()):
-                key.fileobj.close()
+_HEAD = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "
+_BODY = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+
+
+def _trickle(address: tuple[str, int], heads: int, bodies: int, every: float,
+             stop: Event, ready: Event, opened: Synchronized) -> None:
+    wanted = [_HEAD] * heads + [_BODY] * bodies
+    live: dict[int, socket.socket] = {}  # slot in `wanted` -> its connection
+
+    def open_missing() -> None:
+        for slot, head in enumerate(wanted):
+            if slot not in live and not stop.is_set():
+                try:
+                    conn = socket.create_connection(address, timeout=5)
+                    conn.sendall(head)
+                except OSError:
+                    continue
+                live[slot] = conn
+                opened.value += 1
+
+    open_missing()
+    ready.set()
+    while not stop.is_set():
+        for slot in list(live):
+            try:
+                live[slot].send(b"a")
+            except OSError:  # answered (408) or closed: open it again next round
+                live.pop(slot).close()
+            if stop.wait(every / max(1, len(wanted))):
+                break
+        open_missing()
+    for conn in live.values():
+        conn.close()
