@@ -31,15 +31,16 @@ class Size:
     after: float  # seconds of load after it
     kills: int  # faults injected of each kind
     attack: float  # seconds under slow-client attack (and as many without)
+    phase: float  # seconds of each attack phase and each calm one, alternating
     soak: float  # seconds of the soak
     soak_rate: int  # requests/s during the soak
     soak_max_requests: int  # MAX_REQUESTS during the soak: workers recycle many times
     examples: int  # fuzz examples
 
 
-SHORT = Size(warm=2, after=3, kills=1, attack=8, soak=20, soak_rate=60,
+SHORT = Size(warm=2, after=3, kills=1, attack=8, phase=2, soak=20, soak_rate=60,
              soak_max_requests=200, examples=200)
-FULL = Size(warm=5, after=5, kills=5, attack=30, soak=300, soak_rate=100,
+FULL = Size(warm=5, after=5, kills=5, attack=60, phase=20, soak=300, soak_rate=100,
             soak_max_requests=2000, examples=3000)
 
 Start = Callable[..., Container]  # start(env={...}, args=(...)) -> Container, up
@@ -48,7 +49,6 @@ STOP_MARGIN = 3  # seconds on top of drain + longest request
 RECOVERY_BUDGET = 2  # seconds for Supervisord to bring a killed program back
 CRASHES = 5  # stack/watchdog.py's crash-loop bound, within 60 s
 HEADS, BODIES = 200, 50  # slow clients trickling headers, and bodies
-PHASE = 2  # seconds of each calm and each attack phase, alternating
 THREADS = 4  # THREADS' default: a killed worker may take this many requests with it
 
 
@@ -270,7 +270,9 @@ def slow_clients(start: Start, size: Size) -> Result:
     One steady client runs throughout while the attack comes and goes in
     alternating phases, so the machine's own noise falls on both sides of the
     comparison alike; a request started while the attack was opening, holding
-    or closing its connections counts as under attack."""
+    or closing its connections counts as under attack. At full size a phase
+    outlasts Nginx's 15 s header and body timeouts, so those fire and the
+    attacker connects again."""
     result = Result(f"slow clients ({HEADS} trickling headers, {BODIES} trickling bodies)")
     container = start()
     requests.get(container.base_url, timeout=10)
@@ -278,13 +280,13 @@ def slow_clients(start: Start, size: Size) -> Result:
     attacked: list[tuple[float, float]] = []
     opened = 0
     with SteadyClient(container.base_url, clients=4, interval=0.01) as steady:
-        for _ in range(max(1, round(size.attack / PHASE))):
+        for _ in range(max(1, round(size.attack / size.phase))):
             began = time.monotonic()
-            time.sleep(PHASE)
+            time.sleep(size.phase)
             calm.append((began, time.monotonic()))
             began = time.monotonic()
             with Trickle(container.base_url, heads=HEADS, bodies=BODIES) as attack:
-                time.sleep(PHASE)
+                time.sleep(size.phase)
             opened += attack.opened
             attacked.append((began, time.monotonic()))
     outcomes = steady.snapshot()
