@@ -50,14 +50,20 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def descendants(pid: int) -> list[int]:
-    """A process and all its descendants, from the host's /proc (a container's too)."""
-    children: dict[int, list[int]] = {}
+def proc_stats() -> Iterator[tuple[int, int, int, str]]:
+    """(pid, ppid, session, state) of every process, from the host's /proc."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError):
             # The command name may hold spaces and parentheses: split after the last ')'.
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(stat.parent.name))
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            yield int(stat.parent.name), int(fields[1]), int(fields[3]), fields[0]
+
+
+def descendants(pid: int) -> list[int]:
+    """A process and all its descendants, from the host's /proc (a container's too)."""
+    children: dict[int, list[int]] = {}
+    for child, ppid, _, _ in proc_stats():
+        children.setdefault(ppid, []).append(child)
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
@@ -199,11 +205,20 @@ class LocalStack(LocalServer):
             self.kill()
 
     def kill(self) -> None:
-        if self.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+        """SIGKILL every process of the stack's session: Supervisord gives each
+        program a process group of its own, and a killed parent leaves orphans."""
+        if self.process is None:
+            return
+        for _ in range(50):  # until none is left, in case one forked meanwhile
+            members = [pid for pid, _, sid, state in proc_stats()
+                       if sid == self.process.pid and state != "Z"]
+            if not members:
+                break
+            for pid in members:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             self.process.wait()
-            time.sleep(0.1)  # let the collector write the last lines
+            time.sleep(0.1)  # reaped by init; also lets the collector write the last lines
 
 
 @cache
