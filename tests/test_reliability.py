@@ -6,12 +6,30 @@ The scenarios live in reliability/scenarios.py, shared with the full-size report
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from reliability.scenarios import SCENARIOS, SHORT
+from reliability.scenarios import BODIES, HEADS, SCENARIOS, SHORT, slow_clients
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_scenario(run_container, name: str) -> None:  # type: ignore[no-untyped-def]
     result = SCENARIOS[name](run_container, SHORT)
     assert result.ok, result.explain()
+
+
+def test_slow_clients_starve_gunicorn_alone(run_container) -> None:  # type: ignore[no-untyped-def]
+    """The same attack on Gunicorn with no Nginx in front fails the check: what
+    Nginx's buffering buys, and proof that the check can fail."""
+    gunicorn = ["/opt/venv/bin/python", "-m", "gunicorn", "--config", "/srv/gunicorn.conf.py"]
+    result = slow_clients(
+        lambda: run_container(env={"STACK_RUN_DIR": "/tmp",  # set by the entrypoint it skips
+                                   "GUNICORN_CMD_ARGS": "--bind 0.0.0.0:1300"},
+                              args=("--entrypoint", json.dumps(gunicorn))),
+        SHORT)
+    assert result.checks == {
+        f"the attack opened its {HEADS + BODIES} connections in each phase": True,
+        "no ordinary request fails": True,
+        "p99 under attack within 2x of without": False,
+    }, result.explain()
