@@ -190,6 +190,6 @@ def _trickle(address: tuple[str, int], heads: list[bytes], every: float, attack:
                 live[slot].send(b"a")
             except OSError:  # answered (408) or closed: open it again next round
                 live.pop(slot).close()
-            if stop.wait(every / len(heads)) or not attack.is_set():
+            if stop.wait(every / max(1, len(heads))) or not attack.is_set():
                 break
     close_all()

@@ -217,8 +217,9 @@ class LocalStack(LocalServer):
             for pid in members:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            self.process.wait()
-            time.sleep(0.1)  # reaped by init; also lets the collector write the last lines
+            time.sleep(0.05)
+        self.process.wait()
+        time.sleep(0.1)  # let the collector write the last lines
 
 
 @cache

@@ -28,8 +28,5 @@ def test_slow_clients_starve_gunicorn_alone(run_container) -> None:  # type: ign
                                    "GUNICORN_CMD_ARGS": "--bind 0.0.0.0:1300"},
                               args=("--entrypoint", json.dumps(gunicorn))),
         SHORT)
-    assert result.checks == {
-        f"the attack opened its {HEADS + BODIES} connections in each phase": True,
-        "no ordinary request fails": True,
-        "p99 under attack within 2x of without": False,
-    }, result.explain()
+    assert result.checks[f"the attack opened its {HEADS + BODIES} connections in each phase"]
+    assert not result.checks["p99 under attack within 2x of without"], result.explain()
