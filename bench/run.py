@@ -33,7 +33,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import Engine, build_image, descendants, free_port, pss_mib  # noqa: E402  (the tests' helpers, not a copy)
+from conftest import GUNICORN_ALONE, Engine, build_image, descendants, free_port, pss_mib  # noqa: E402  (the tests' helpers, not a copy)
 
 TAG = "localhost/flask-stack:bench"
 LUA = BENCH / "latency.lua"
@@ -55,14 +55,7 @@ class Setup:
 
 SETUPS = (
     Setup("stack", "Image: Nginx + Gunicorn (full stack)", ()),
-    # Same config file, so the same workers and threads; --bind on the command
-    # line replaces the config's UNIX socket.
-    Setup(
-        "gunicorn",
-        "Gunicorn alone on TCP",
-        ("--entrypoint", PY, "--env", "STACK_RUN_DIR=/tmp"),
-        ("-m", "gunicorn", "--config", "/srv/gunicorn.conf.py", "--bind", "0.0.0.0:1300"),
-    ),
+    Setup("gunicorn", "Gunicorn alone on TCP", *GUNICORN_ALONE),
     Setup(
         "nginx",
         "Nginx alone, fixed JSON",

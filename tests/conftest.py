@@ -334,6 +334,11 @@ SECCOMP_PROFILE = ROOT / "security" / "seccomp.json"
 HARDENED = ("--read-only", "--tmpfs=/tmp:rw,mode=1777", "--cap-drop=ALL",
             "--security-opt=no-new-privileges", "--user=123456:0",
             f"--security-opt=seccomp={SECCOMP_PROFILE}")
+# Gunicorn alone on TCP, without the entrypoint, Supervisord or Nginx (run
+# options, then the command after the image): the same config file, so the same
+# workers and threads; --bind on the command line replaces its UNIX socket.
+GUNICORN_ALONE = (("--entrypoint", "/opt/venv/bin/python", "--env", "STACK_RUN_DIR=/tmp"),
+                  ("-m", "gunicorn", "--config", "/srv/gunicorn.conf.py", "--bind", "0.0.0.0:1300"))
 
 
 def build_image(engine: Engine, tag: str, target: str | None = None,
@@ -415,14 +420,16 @@ class Container:
 
 
 def start_container(engine: Engine, image: str, env: dict[str, str] | None = None,
-                    args: tuple[str, ...] = (), wait: bool = True) -> Container:
-    """Run the image on a free loopback port, the test apps beside the app."""
+                    args: tuple[str, ...] = (), wait: bool = True,
+                    command: tuple[str, ...] = ()) -> Container:
+    """Run the image on a free loopback port, the test apps beside the app;
+    `args` go before the image, `command` after it."""
     port = free_port()
     options = [f"--env={key}={value}" for key, value in (env or {}).items()]
     # The test apps sit beside the app, as a user adds a module.
     mounts = [f"--volume={path}:/srv/app/{path.name}:ro" for path in TEST_APPS.glob("*.py")]
     cid = engine("run", "--detach", f"--publish=127.0.0.1:{port}:1300", *options,
-                 *mounts, *args, image)
+                 *mounts, *args, image, *command)
     container = Container(engine, cid, port)
     if wait:
         try:
@@ -435,12 +442,12 @@ def start_container(engine: Engine, image: str, env: dict[str, str] | None = Non
 
 @pytest.fixture(scope="session")
 def run_container(engine: Engine, image: str) -> Iterator:
-    """Run the image: run_container(env={...}, args=[...], wait=True) -> Container."""
+    """Run the image: run_container(env={...}, args=(...), wait=True, command=(...))."""
     started: list[Container] = []
 
     def run(env: dict[str, str] | None = None, args: tuple[str, ...] = (),
-            wait: bool = True, image: str = image) -> Container:
-        container = start_container(engine, image, env, args, wait=False)
+            wait: bool = True, image: str = image, command: tuple[str, ...] = ()) -> Container:
+        container = start_container(engine, image, env, args, wait=False, command=command)
         started.append(container)
         if wait:
             wait_until_up(container.base_url, container.running, container.logs)

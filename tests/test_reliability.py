@@ -6,10 +6,9 @@ The scenarios live in reliability/scenarios.py, shared with the full-size report
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from conftest import GUNICORN_ALONE
 from reliability.scenarios import BODIES, HEADS, SCENARIOS, SHORT, slow_clients
 
 
@@ -22,11 +21,7 @@ def test_scenario(run_container, name: str) -> None:  # type: ignore[no-untyped-
 def test_slow_clients_starve_gunicorn_alone(run_container) -> None:  # type: ignore[no-untyped-def]
     """The same attack on Gunicorn with no Nginx in front fails the check: what
     Nginx's buffering buys, and proof that the check can fail."""
-    gunicorn = ["/opt/venv/bin/python", "-m", "gunicorn", "--config", "/srv/gunicorn.conf.py"]
-    result = slow_clients(
-        lambda: run_container(env={"STACK_RUN_DIR": "/tmp",  # set by the entrypoint it skips
-                                   "GUNICORN_CMD_ARGS": "--bind 0.0.0.0:1300"},
-                              args=("--entrypoint", json.dumps(gunicorn))),
-        SHORT)
+    args, command = GUNICORN_ALONE
+    result = slow_clients(lambda: run_container(args=args, command=command), SHORT)
     assert result.checks[f"the attack opened its {HEADS + BODIES} connections in each phase"]
     assert not result.checks["p99 under attack within 2x of without"], result.explain()
