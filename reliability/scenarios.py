@@ -275,8 +275,8 @@ def slow_clients(start: Start, size: Size) -> Result:
     One steady client runs throughout while the attack comes and goes in
     alternating phases, so the machine's own noise falls on both sides of the
     comparison alike. An attack phase begins once its connections are open;
-    requests started while they open or close count in neither phase (but
-    must succeed like every other). At full size a phase outlasts Nginx's
+    a request that overlaps one counts as under attack, one wholly within a
+    calm phase as without, and every one must succeed. At full size a phase outlasts Nginx's
     15 s header timeout, so it fires and the attacker connects again."""
     result = Result(f"slow clients ({HEADS} trickling headers, {BODIES} trickling bodies)")
     container = start()
@@ -298,11 +298,12 @@ def slow_clients(start: Start, size: Size) -> Result:
     outcomes = steady.snapshot()
     count(result, outcomes)
 
-    def p99(phases: list[tuple[float, float]]) -> float:
-        return percentile([o.latency for o in outcomes
-                           if any(since <= o.started < until for since, until in phases)], 0.99)
-
-    p99_before, p99_during = p99(calm), p99(attacked)
+    # Under attack: any request in flight during an attack phase, so a client
+    # stalled for a whole phase counts too. Without: within a calm phase.
+    p99_before = percentile([o.latency for o in outcomes if any(
+        since <= o.started and o.ended < until for since, until in calm)], 0.99)
+    p99_during = percentile([o.latency for o in outcomes if any(
+        o.started < until and o.ended > since for since, until in attacked)], 0.99)
     result.faults_injected = opened
     result.faults_survived = opened if container.running() else 0
     result.figures.update({"phases of each": len(calm),
