@@ -28,6 +28,9 @@ from typing import IO, Protocol
 import pytest
 import requests
 
+import harness.engine
+from harness.engine import Engine, EngineError
+
 ROOT = Path(__file__).resolve().parent.parent
 CI = os.environ.get("CI") == "true"
 # What the image copies into /srv, and the stack layer copies likewise.
@@ -303,28 +306,14 @@ def stack(stack_install: Path, scratch: Path) -> Iterator[LocalStack]:
 # --- image layer: the built image in a real container
 
 
-@dataclass
-class Engine:
-    command: str
-
-    def __call__(self, *args: str, check: bool = True, timeout: float = 600) -> str:
-        result = subprocess.run([self.command, *args], capture_output=True, text=True,
-                                timeout=timeout)
-        if check and result.returncode != 0:
-            raise AssertionError(f"{self.command} {' '.join(args)} failed:\n{result.stderr}")
-        return result.stdout.strip()
-
-
 @pytest.fixture(scope="session")
 def engine() -> Engine:
-    """Docker if its daemon answers, else Podman: asked, not guessed from the CLI."""
-    for command in ("docker", "podman"):
-        if shutil.which(command) and subprocess.run(
-            [command, "info"], capture_output=True, timeout=60
-        ).returncode == 0:
-            return Engine(command)
-    require(False, "no container engine answers `docker info` or `podman info`")
-    raise AssertionError  # unreachable
+    """The engine ENGINE names (harness.engine); one that does not answer skips, or fails under CI."""
+    try:
+        return harness.engine.chosen()
+    except EngineError as error:
+        require(False, str(error))
+        raise
 
 
 IMAGE_TAG = "localhost/flask-stack:test"
