@@ -43,7 +43,7 @@ FROM scratch AS minimal
 COPY --from=rootfs /rootfs /
 COPY --from=venv /opt/venv /opt/venv
 # The stack first, the app last: a change to the app rebuilds one small layer.
-COPY gunicorn.conf.py supervisord.conf /srv/
+COPY supervisord.conf /srv/
 COPY nginx /srv/nginx
 COPY stack /srv/stack
 COPY app /srv/app

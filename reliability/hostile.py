@@ -41,7 +41,7 @@ HTTP09_LINE = re.compile(rb"[^ ]+ +[^ ]+ *")
 SPOOFED = "203.0.113.9"  # documentation addresses (RFC 5737): never a real peer here
 OTHER = "198.51.100.1"
 MAX_BODY = 1024 * 1024  # MAX_BODY_SIZE's default, 1m
-# Where a traversal would land: app/app.py, gunicorn.conf.py, /etc/passwd.
+# Where a traversal would land: app/app.py, stack/gunicorn.conf.py, /etc/passwd.
 SECRETS = (b"create_app", b"wsgi_app", b"root:")
 MAX_SHOWN = 10  # broken requests the report shows
 
@@ -307,7 +307,7 @@ CASES: tuple[Case, ...] = (
     # Traversal out of /static/, plain and encoded.
     traversal("static_dotdot", b"/static/../app.py"),
     traversal("static_dotdot_to_root", b"/static/../../../../etc/passwd"),
-    traversal("static_encoded_dotdot", b"/static/%2e%2e%2f%2e%2e%2fgunicorn.conf.py"),
+    traversal("static_encoded_dotdot", b"/static/%2e%2e%2f%2e%2e%2fstack%2fgunicorn.conf.py"),
     traversal("static_double_encoded", b"/static/%252e%252e%252fapp.py"),
     traversal("static_overlong_utf8", b"/static/%c0%ae%c0%ae/app.py"),
     traversal("static_backslash", b"/static/..\\app.py"),

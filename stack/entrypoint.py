@@ -18,30 +18,27 @@ from pathlib import Path
 
 from supervisor import poller, supervisord
 
+from stack import rundir
+from stack.rundir import RunDir
 from stack.settings import SettingError, Settings, load
 
 STACK_ROOT = Path(__file__).resolve().parent.parent
 EX_CONFIG = 78  # sysexits.h: configuration error
-
-# Nginx's error log speaks of trouble only: its "notice" lines are start-up chatter.
-NGINX_LOG_LEVELS = {"debug": "info", "info": "warn", "warning": "warn",
-                    "error": "error", "critical": "crit"}
-SUPERVISOR_LOG_LEVELS = {"debug": "debug", "info": "info", "warning": "warn",
-                         "error": "error", "critical": "critical"}
 
 
 def log(message: str) -> None:
     print(f"entrypoint: {message}", file=sys.stderr, flush=True)
 
 
-def run_dir() -> Path:
+def make_run_dir() -> RunDir:
     """Private directory for sockets, pid and temp files, under the writable temp dir."""
-    path = Path(os.environ.get("TMPDIR", "/tmp")) / "stack"
+    run = RunDir.under(os.environ.get("TMPDIR", "/tmp"))
+    path = Path(run.root)
     path.mkdir(mode=0o700, exist_ok=True)
     path.chmod(0o700)
-    (path / "draining").unlink(missing_ok=True)
-    (path / "failed").unlink(missing_ok=True)
-    return path
+    Path(run.draining).unlink(missing_ok=True)
+    Path(run.failed).unlink(missing_ok=True)
+    return run
 
 
 def access_log_path() -> str:
@@ -54,16 +51,14 @@ def access_log_path() -> str:
         return "/dev/stdout"
 
 
-def raise_open_files_limit() -> int:
+def raise_open_files_limit() -> None:
     """Soft open-files limit up to the hard one: each proxied client holds two
     descriptors, and a soft 1024 would cap Nginx near 500 connections."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
-    try:
+    # A seccomp profile or runtime may forbid it: then the soft limit stays.
+    with contextlib.suppress(OSError, ValueError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
-    except (OSError, ValueError):  # a seccomp profile or runtime may forbid it
-        return soft
-    return max(soft, wanted)
 
 
 class _PromptPoller(poller.Poller):  # type: ignore[misc,valid-type]
@@ -91,20 +86,15 @@ class _PromptPoller(poller.Poller):  # type: ignore[misc,valid-type]
         return readables, writables
 
 
-def render_nginx(settings: Settings, directory: Path, open_files: int) -> Path:
+def render_nginx(settings: Settings, run: RunDir) -> None:
     values = {
         "settings": settings,
-        "run_dir": directory,
+        "run": run,
         "static_dir": Path(settings.app_dir, "static"),
-        "error_log_level": NGINX_LOG_LEVELS[settings.log_level],
         "access_log_path": access_log_path(),
         "ipv6": Path("/proc/net/if_inet6").exists(),
-        # A client and its upstream connection each count; leave room for files.
-        "worker_connections": min(4096, open_files // 2),
     }
-    target = directory / "nginx.conf"
-    in_child(render, "nginx.conf.j2", values, target)
-    return target
+    in_child(render, "nginx.conf.j2", values, Path(run.nginx_conf))
 
 
 def render(template: str, values: dict[str, object], target: Path) -> None:
@@ -140,14 +130,14 @@ def in_child(function: Callable[..., None], *args: object) -> None:
 
 
 def main() -> int:
+    raise_open_files_limit()  # first: the settings read the limit in force
     try:
         settings = load()
     except SettingError as error:
         log(str(error))
         return EX_CONFIG
-    directory = run_dir()
-    open_files = raise_open_files_limit()
-    render_nginx(settings, directory, open_files)
+    run = make_run_dir()
+    render_nginx(settings, run)
     threads = f" x {settings.threads} threads" if settings.worker_class == "gthread" else ""
     log(
         f"serving {settings.app_module} on port {settings.port}: "
@@ -155,20 +145,22 @@ def main() -> int:
         f"({settings.cpus} CPUs available)"
     )
     # Read by supervisord.conf's %(ENV_...)s expansions.
-    os.environ.update(
-        STACK_ROOT=str(STACK_ROOT),
-        STACK_RUN_DIR=str(directory),
-        STACK_PYTHON=sys.executable,
-        STACK_STOP_WAIT=str(settings.graceful_timeout + 2),
-        STACK_DRAIN_SECONDS=str(settings.drain_seconds),
-        STACK_DRAIN_WAIT=str(settings.drain_seconds + 2),
-    )
+    os.environ.update({
+        "STACK_ROOT": str(STACK_ROOT),
+        rundir.ENV: run.root,
+        "STACK_NGINX_CONF": run.nginx_conf,
+        "STACK_SUPERVISORD_PID": run.supervisord_pid,
+        "STACK_PYTHON": sys.executable,
+        "STACK_STOP_WAIT": str(settings.stop_wait),
+        "STACK_DRAIN_SECONDS": str(settings.drain_seconds),
+        "STACK_DRAIN_WAIT": str(settings.drain_wait),
+    })
     poller.Poller = _PromptPoller
     supervisord.main(
         ["--configuration", str(STACK_ROOT / "supervisord.conf"),
-         "--loglevel", SUPERVISOR_LOG_LEVELS[settings.log_level]]
+         "--loglevel", settings.supervisor_log_level]
     )
-    failed = directory / "failed"
+    failed = Path(run.failed)
     if failed.exists():
         log(f"stopped because {failed.read_text().strip()}")
         return 1

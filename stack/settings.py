@@ -11,8 +11,9 @@ import ipaddress
 import math
 import os
 import re
+import resource
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,75 +108,86 @@ def _networks(raw: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Setting:
-    name: str
+    """How one environment variable is read and documented; its name is its field's, upper-cased."""
+
     default: str
     parse: Callable[[str], Any]
     accepted: str
     doc: str
     # How the README shows a default that is derived at start rather than fixed.
     default_doc: str = ""
+    name: str = ""  # filled in from the field
+
+
+def setting(default: str, parse: Callable[[str], Any], accepted: str, doc: str,
+            default_doc: str = "") -> Any:
+    """A Settings field read from the environment variable of the same name."""
+    return field(metadata={"setting": Setting(default, parse, accepted, doc, default_doc)})
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting("APP_MODULE", "app:app", _app_module, "module:callable, e.g. app:app",
-            "The WSGI application Gunicorn serves."),
-    Setting("APP_DIR", "/srv/app", str, "a directory path",
-            "Directory of the app: Gunicorn imports from it; Nginx serves its `static/`."),
-    Setting("PORT", "1300", _whole(1, 65535), "a port number from 1 to 65535",
-            "Port Nginx listens on."),
-    Setting("WEB_CONCURRENCY", "", _whole(1, 256), "a whole number from 1 to 256",
-            "Gunicorn worker processes.",
-            default_doc="one more than the CPUs the container may use (cgroup quota and "
-                        "affinity), at least 2"),
-    Setting("WORKER_CLASS", "gthread", _choice("gthread", "sync"), "gthread or sync",
-            "Gunicorn worker class."),
-    Setting("THREADS", "4", _whole(1, 64), "a whole number from 1 to 64",
-            "Threads per worker (gthread)."),
-    Setting("TIMEOUT", "30", _whole(1, 3600), "a whole number of seconds from 1 to 3600",
-            "Longest a request may run in Gunicorn; Nginx waits 5 s longer, so Gunicorn "
-            "gives up first."),
-    Setting("GRACEFUL_TIMEOUT", "5", _whole(1, 3600), "a whole number of seconds from 1 to 3600",
-            "On stop, how long in-flight requests get to finish."),
-    Setting("MAX_REQUESTS", "10000", _whole(0, 10**9), "a whole number, 0 for never",
-            "Requests a Gunicorn worker serves before it is replaced (plus up to 10% "
-            "jitter, so workers are not replaced together): a slow leak stays bounded."),
-    Setting("KEEPALIVE_TIMEOUT", "75", _whole(0, 3600), "a whole number of seconds from 0 to 3600",
-            "Nginx client keep-alive; longer than a load balancer's usual 60 s idle timeout."),
-    Setting("MAX_BODY_SIZE", "1m", _size, "a size from 1 to 1g, e.g. 512k, 10m",
-            "Largest request body; larger ones get 413."),
-    Setting("TRUSTED_PROXIES", "", _networks, "comma-separated IP addresses or CIDR networks",
-            "Peers whose `X-Forwarded-For`/`X-Forwarded-Proto` are believed; from anyone "
-            "else these headers are replaced.", default_doc="none"),
-    Setting("LOG_LEVEL", "info", _choice(*LOG_LEVELS),
-            ", ".join(LOG_LEVELS[:-1]) + " or " + LOG_LEVELS[-1],
-            "Log level of Gunicorn, Nginx's error log and Supervisord."),
-    Setting("ACCESS_LOG", "on", _switch, "on or off", "Nginx access log, one line per request."),
-    Setting("DRAIN_SECONDS", "0", _whole(0, 3600), "a whole number of seconds from 0 to 3600",
-            "On stop, `/healthz` answers 503 at once while other requests are served for "
-            "this long; 0 turns draining off."),
-)
+# Nginx's error log speaks of trouble only: its "notice" lines are start-up chatter.
+NGINX_LOG_LEVELS = {"debug": "info", "info": "warn", "warning": "warn",
+                    "error": "error", "critical": "crit"}
+SUPERVISOR_LOG_LEVELS = {"debug": "debug", "info": "info", "warning": "warn",
+                         "error": "error", "critical": "critical"}
 
 
 @dataclass(frozen=True)
 class Settings:
-    app_module: str
-    app_dir: str
-    port: int
-    web_concurrency: int
-    worker_class: str
-    threads: int
-    timeout: int
-    graceful_timeout: int
-    keepalive_timeout: int
-    max_body_size: int
-    trusted_proxies: tuple[str, ...]
-    log_level: str
-    access_log: bool
-    drain_seconds: int
-    max_requests: int
-    cpus: int
+    """Every setting (one field each, in the README's order), then what the machine decides."""
+
+    app_module: str = setting(
+        "app:app", _app_module, "module:callable, e.g. app:app",
+        "The WSGI application Gunicorn serves.")
+    app_dir: str = setting(
+        "/srv/app", str, "a directory path",
+        "Directory of the app: Gunicorn imports from it; Nginx serves its `static/`.")
+    port: int = setting(
+        "1300", _whole(1, 65535), "a port number from 1 to 65535", "Port Nginx listens on.")
+    web_concurrency: int = setting(
+        "", _whole(1, 256), "a whole number from 1 to 256", "Gunicorn worker processes.",
+        default_doc="one more than the CPUs the container may use (cgroup quota and "
+                    "affinity), at least 2")
+    worker_class: str = setting(
+        "gthread", _choice("gthread", "sync"), "gthread or sync", "Gunicorn worker class.")
+    threads: int = setting(
+        "4", _whole(1, 64), "a whole number from 1 to 64", "Threads per worker (gthread).")
+    timeout: int = setting(
+        "30", _whole(1, 3600), "a whole number of seconds from 1 to 3600",
+        "Longest a request may run in Gunicorn; Nginx waits 5 s longer, so Gunicorn "
+        "gives up first.")
+    graceful_timeout: int = setting(
+        "5", _whole(1, 3600), "a whole number of seconds from 1 to 3600",
+        "On stop, how long in-flight requests get to finish.")
+    max_requests: int = setting(
+        "10000", _whole(0, 10**9), "a whole number, 0 for never",
+        "Requests a Gunicorn worker serves before it is replaced (plus up to 10% "
+        "jitter, so workers are not replaced together): a slow leak stays bounded.")
+    keepalive_timeout: int = setting(
+        "75", _whole(0, 3600), "a whole number of seconds from 0 to 3600",
+        "Nginx client keep-alive; longer than a load balancer's usual 60 s idle timeout.")
+    max_body_size: int = setting(
+        "1m", _size, "a size from 1 to 1g, e.g. 512k, 10m",
+        "Largest request body; larger ones get 413.")
+    trusted_proxies: tuple[str, ...] = setting(
+        "", _networks, "comma-separated IP addresses or CIDR networks",
+        "Peers whose `X-Forwarded-For`/`X-Forwarded-Proto` are believed; from anyone "
+        "else these headers are replaced.", default_doc="none")
+    log_level: str = setting(
+        "info", _choice(*LOG_LEVELS), ", ".join(LOG_LEVELS[:-1]) + " or " + LOG_LEVELS[-1],
+        "Log level of Gunicorn, Nginx's error log and Supervisord.")
+    access_log: bool = setting(
+        "on", _switch, "on or off", "Nginx access log, one line per request.")
+    drain_seconds: int = setting(
+        "0", _whole(0, 3600), "a whole number of seconds from 0 to 3600",
+        "On stop, `/healthz` answers 503 at once while other requests are served for "
+        "this long; 0 turns draining off.")
+    # Not settings: read from the machine at start.
+    cpus: int = 1
+    open_files: int = 1024
+
+    # --- Gunicorn
 
     @property
     def gunicorn_threads(self) -> int:
@@ -184,12 +196,36 @@ class Settings:
         return self.threads if self.worker_class == "gthread" else 1
 
     @property
+    def max_requests_jitter(self) -> int:
+        return self.max_requests // 10
+
+    # --- Nginx
+
+    @property
     def nginx_workers(self) -> int:
         """Python, not Nginx, is the bottleneck: a second Nginx worker on 2 CPUs only
         takes CPU from Gunicorn's workers (README, Performance)."""
         return max(1, self.cpus // 8)
 
-    # Derived timeouts, kept in order from the client down to the app.
+    @property
+    def worker_connections(self) -> int:
+        """A client and its upstream connection each count; leave room for files."""
+        return min(4096, self.open_files // 2)
+
+    upstream_pool = 32  # idle keep-alive connections each Nginx worker keeps to the socket
+
+    @property
+    def nginx_log_level(self) -> str:
+        return NGINX_LOG_LEVELS[self.log_level]
+
+    @property
+    def supervisor_log_level(self) -> str:
+        return SUPERVISOR_LOG_LEVELS[self.log_level]
+
+    # --- Timeouts, kept in order from the client down to the app
+
+    client_timeout = 15  # a client's header, its body, and its reading of the answer
+
     @property
     def proxy_timeout(self) -> int:
         """How long Nginx waits on Gunicorn: longer than Gunicorn's own timeout."""
@@ -202,33 +238,57 @@ class Settings:
         """...which Gunicorn keeps open longer, so Nginx never reuses one Gunicorn just closed."""
         return self.upstream_keepalive + 5
 
+    # --- Stopping: Supervisord stops the watchdog (the drain), then Nginx, then Gunicorn
+
+    @property
+    def stop_wait(self) -> int:
+        """Supervisord's wait for Nginx or Gunicorn to stop: their grace, 2 s to spare."""
+        return self.graceful_timeout + 2
+
+    @property
+    def drain_wait(self) -> int:
+        """Supervisord's wait for the watchdog's drain."""
+        return self.drain_seconds + 2
+
+    @property
+    def stop_ceiling(self) -> int:
+        """The longest a stop can take after SIGTERM: a deployment's grace must exceed it."""
+        return self.drain_wait + 2 * self.stop_wait
+
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    replace(f.metadata["setting"], name=f.name.upper())
+    for f in fields(Settings) if "setting" in f.metadata
+)
+
 
 def load(environ: Mapping[str, str] = os.environ, cgroup_root: Path = CGROUP_ROOT) -> Settings:
     """Parse every setting from the environment; raise SettingError on the first bad one."""
     cpus = available_cpus(cgroup_root)
     values: dict[str, Any] = {}
-    for setting in SETTINGS:
-        raw = environ.get(setting.name, "").strip()
-        if not raw:
-            raw = setting.default
-        if setting.name == "WEB_CONCURRENCY" and not raw:
+    for item in SETTINGS:
+        raw = environ.get(item.name, "").strip() or item.default
+        if item.name == "WEB_CONCURRENCY" and not raw:
             # One more than the CPUs: Nginx and a worker's I/O waits leave CPU
             # time that a third process uses (+13 to +32 % req/s on 2 CPUs).
             values["web_concurrency"] = max(2, cpus + 1)
             continue
         try:
-            values[setting.name.lower()] = setting.parse(raw)
+            values[item.name.lower()] = item.parse(raw)
         except ValueError:
-            raise SettingError(setting.name, raw, setting.accepted) from None
-    return Settings(**values, cpus=cpus)
+            raise SettingError(item.name, raw, item.accepted) from None
+    open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if open_files == resource.RLIM_INFINITY:
+        open_files = 65536
+    return Settings(**values, cpus=cpus, open_files=open_files)
 
 
 def markdown_table() -> str:
     """The README's configuration table; `python -m stack.settings` prints it."""
     rows = ["| Variable | Default | Accepted values | What it does |", "|---|---|---|---|"]
-    for setting in SETTINGS:
-        default = setting.default_doc or f"`{setting.default}`"
-        rows.append(f"| `{setting.name}` | {default} | {setting.accepted} | {setting.doc} |")
+    for item in SETTINGS:
+        default = item.default_doc or f"`{item.default}`"
+        rows.append(f"| `{item.name}` | {default} | {item.accepted} | {item.doc} |")
     return "\n".join(rows)
 
 

@@ -16,11 +16,11 @@ import socket
 import sys
 import time
 
+from stack.rundir import RunDir
+
 POLL_SECONDS = 0.05
 REPORT_EVERY_SECONDS = 10
 ORPHANS_GRACE_SECONDS = 10  # then SIGKILL; Nginx's own worker_shutdown_timeout is shorter
-
-RUN_DIR = os.environ["STACK_RUN_DIR"]
 
 
 def accepts(path: str) -> bool:
@@ -72,8 +72,9 @@ def stop_orphans(pid_file: str) -> None:
 
 
 def main(command: list[str]) -> None:
-    wait_for_gunicorn(os.path.join(RUN_DIR, "gunicorn.sock"))
-    stop_orphans(os.path.join(RUN_DIR, "nginx.pid"))
+    run = RunDir.from_env()
+    wait_for_gunicorn(run.gunicorn_socket)
+    stop_orphans(run.nginx_pid)
     os.execvp(command[0], command)
 
 

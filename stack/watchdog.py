@@ -16,6 +16,8 @@ import sys
 import time
 from collections import defaultdict, deque
 
+from stack.rundir import RunDir
+
 # No supervisor.childutils and no stack.settings here: importing them costs this
 # long-lived process 10 MB (childutils pulls in xmlrpc and importlib.metadata),
 # and the event listener protocol below is three lines of it.
@@ -23,26 +25,24 @@ from collections import defaultdict, deque
 CRASHES = 5  # unexpected exits of one program...
 CRASH_WINDOW_SECONDS = 60  # ...within this long count as a crash loop
 
-RUN_DIR = os.environ["STACK_RUN_DIR"]
-DRAIN_SECONDS = int(os.environ["STACK_DRAIN_SECONDS"])  # validated by the entrypoint
-
 
 def log(message: str) -> None:
     print(f"watchdog: {message}", file=sys.stderr, flush=True)
 
 
-def fail(reason: str) -> None:
+def fail(run: RunDir, reason: str) -> None:
     log(f"{reason}; stopping the container")
-    with open(os.path.join(RUN_DIR, "failed"), "w") as marker:
+    with open(run.failed, "w") as marker:
         marker.write(reason + "\n")
     os.kill(os.getppid(), signal.SIGTERM)
 
 
-def on_stop(_signum: int, _frame: object) -> None:
-    if DRAIN_SECONDS and not os.path.exists(os.path.join(RUN_DIR, "failed")):
-        open(os.path.join(RUN_DIR, "draining"), "w").close()
-        log(f"draining: /healthz answers 503 for {DRAIN_SECONDS} s before the stop")
-        time.sleep(DRAIN_SECONDS)
+def drain(run: RunDir, seconds: int) -> None:
+    """On SIGTERM: with draining on, /healthz answers 503 for `seconds`, then exit."""
+    if seconds and not os.path.exists(run.failed):
+        open(run.draining, "w").close()
+        log(f"draining: /healthz answers 503 for {seconds} s before the stop")
+        time.sleep(seconds)
     sys.exit(0)
 
 
@@ -57,13 +57,15 @@ def next_event() -> tuple[str, dict[str, str]]:
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, on_stop)
+    run = RunDir.from_env()
+    drain_seconds = int(os.environ["STACK_DRAIN_SECONDS"])  # validated by the entrypoint
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: drain(run, drain_seconds))
     crashes: defaultdict[str, deque[float]] = defaultdict(deque)
     while True:
         event, fields = next_event()
         name = fields["processname"]
         if event == "PROCESS_STATE_FATAL":
-            fail(f"{name} could not start")
+            fail(run, f"{name} could not start")
         elif event == "PROCESS_STATE_EXITED" and fields.get("expected") == "0":
             now = time.monotonic()
             recent = crashes[name]
@@ -71,7 +73,7 @@ def main() -> None:
             while recent[0] < now - CRASH_WINDOW_SECONDS:
                 recent.popleft()
             if len(recent) >= CRASHES:
-                fail(f"{name} crashed {len(recent)} times in {CRASH_WINDOW_SECONDS} s")
+                fail(run, f"{name} crashed {len(recent)} times in {CRASH_WINDOW_SECONDS} s")
         sys.stdout.write("RESULT 2\nOK")  # done with this event
         sys.stdout.flush()
 

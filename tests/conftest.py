@@ -34,7 +34,7 @@ from harness.engine import Engine, EngineError
 ROOT = Path(__file__).resolve().parent.parent
 CI = os.environ.get("CI") == "true"
 # What the image copies into /srv, and the stack layer copies likewise.
-RUNTIME_FILES = ("app", "nginx", "stack", "gunicorn.conf.py", "supervisord.conf")
+RUNTIME_FILES = ("app", "nginx", "stack", "supervisord.conf")
 START_TIMEOUT = 60
 TEST_APPS = ROOT / "tests" / "apps"
 
@@ -308,7 +308,7 @@ def stack(stack_install: Path, scratch: Path) -> Iterator[LocalStack]:
 
 @pytest.fixture(scope="session")
 def engine() -> Engine:
-    """The engine ENGINE names (harness.engine); one that does not answer skips, or fails under CI."""
+    """The engine ENGINE names (harness.engine): one that does not answer skips (fails in CI)."""
     try:
         return harness.engine.chosen()
     except EngineError as error:
@@ -327,7 +327,8 @@ HARDENED = ("--read-only", "--tmpfs=/tmp:rw,mode=1777", "--cap-drop=ALL",
 # options, then the command after the image): the same config file, so the same
 # workers and threads; --bind on the command line replaces its UNIX socket.
 GUNICORN_ALONE = (("--entrypoint", "/opt/venv/bin/python", "--env", "STACK_RUN_DIR=/tmp"),
-                  ("-m", "gunicorn", "--config", "/srv/gunicorn.conf.py", "--bind", "0.0.0.0:1300"))
+                  ("-m", "gunicorn", "--config", "/srv/stack/gunicorn.conf.py",
+                   "--bind", "0.0.0.0:1300"))
 
 
 def build_image(engine: Engine, tag: str, target: str | None = None,

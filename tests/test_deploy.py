@@ -47,12 +47,6 @@ def seconds(text: str | int) -> float:
     return sum(float(number) * UNITS[unit or "s"] for number, unit in parts)
 
 
-def stop_ceiling(settings: Settings) -> int:
-    """Supervisord's longest stop after SIGTERM: the watchdog's drain, then Nginx,
-    then Gunicorn, each with 2 s to spare (stack/entrypoint.py's STACK_*_WAIT)."""
-    return settings.drain_seconds + 2 + 2 * (settings.graceful_timeout + 2)
-
-
 @cache
 def compose() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE.read_text())
@@ -130,7 +124,7 @@ def test_compose_stop_grace_period_covers_drain_and_graceful_stop() -> None:
     assert settings.drain_seconds > 0, "without a drain the balancer cannot take a replica out"
     grace = seconds(app["stop_grace_period"])
     assert grace >= settings.drain_seconds + settings.graceful_timeout + 5
-    assert grace > stop_ceiling(settings), "Compose would SIGKILL a replica still stopping"
+    assert grace > settings.stop_ceiling, "Compose would SIGKILL a replica still stopping"
 
 
 def test_compose_trusts_exactly_the_balancer() -> None:
@@ -268,13 +262,13 @@ def test_deployment_probes_stop_and_hardening() -> None:
     settings = app_settings(container["env"])
     # A draining pod fails readiness at once, but liveness never restarts it mid-stop.
     liveness = container["livenessProbe"]
-    assert liveness["periodSeconds"] * liveness["failureThreshold"] > stop_ceiling(settings)
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] > settings.stop_ceiling
     # No shell in the image: the kubelet's own sleep, not `exec: sleep`.
     pre_stop = container["lifecycle"]["preStop"]
     assert list(pre_stop) == ["sleep"] and pre_stop["sleep"]["seconds"] > 0
     assert settings.drain_seconds > 0
     assert pod["terminationGracePeriodSeconds"] > (pre_stop["sleep"]["seconds"]
-                                                   + stop_ceiling(settings))
+                                                   + settings.stop_ceiling)
     security = container["securityContext"]
     assert pod["securityContext"]["runAsNonRoot"] and security["runAsNonRoot"]
     assert pod["securityContext"]["runAsUser"] == security["runAsUser"] == APP_UID

@@ -200,7 +200,7 @@ def test_app_tracebacks_show_source_lines(run_container) -> None:
 def test_debug_target_adds_a_shell(engine: Engine, image: str) -> None:
     debug = build_image(engine, f"{image}-debug", "debug")
     assert engine("run", "--rm", "--entrypoint", "sh", debug, "-c", "id -u; ls /srv") == (
-        "10001\napp\ngunicorn.conf.py\nnginx\nstack\nsupervisord.conf")
+        "10001\napp\nnginx\nstack\nsupervisord.conf")
     minimal = subprocess.run([engine.command, "run", "--rm", "--entrypoint", "sh", image],
                              capture_output=True, timeout=60)
     assert minimal.returncode != 0

@@ -91,7 +91,7 @@ def test_readme_table_is_the_code() -> None:
 def test_every_setting_is_read_somewhere() -> None:
     """No documented setting is dead: each field is used by a config or the entrypoint."""
     users = "".join((ROOT / path).read_text() for path in (
-        "gunicorn.conf.py", "nginx/nginx.conf.j2", "stack/entrypoint.py", "stack/watchdog.py",
+        "stack/gunicorn.conf.py", "nginx/nginx.conf.j2", "stack/entrypoint.py", "stack/watchdog.py",
         "stack/healthcheck.py"))
     for setting in SETTINGS:
         assert f"settings.{setting.name.lower()}" in users, setting.name

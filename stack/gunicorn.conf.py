@@ -1,19 +1,19 @@
 """Gunicorn configuration, rendered from stack.settings (GUNICORN_CMD_ARGS still overrides it)."""
 
 import json
-import os
 
 from gunicorn import util
 
+from stack.rundir import RunDir
 from stack.settings import load
 
 _settings = load()
-_run_dir = os.environ["STACK_RUN_DIR"]
+_run = RunDir.from_env()
 
 wsgi_app = _settings.app_module
 chdir = _settings.app_dir
 # Only the UNIX socket; umask 077 makes it usable by this user alone (Nginx runs as it too).
-bind = [f"unix:{_run_dir}/gunicorn.sock"]
+bind = [f"unix:{_run.gunicorn_socket}"]
 umask = 0o077
 control_socket_disable = True
 
@@ -23,10 +23,10 @@ threads = _settings.gunicorn_threads
 # Import the app once in the master: workers fork fast and share memory, and an
 # app that cannot import stops the master at once (the container fails fast).
 preload_app = True
-worker_tmp_dir = _run_dir
+worker_tmp_dir = _run.root
 
 max_requests = _settings.max_requests
-max_requests_jitter = _settings.max_requests // 10
+max_requests_jitter = _settings.max_requests_jitter
 
 timeout = _settings.timeout
 graceful_timeout = _settings.graceful_timeout
