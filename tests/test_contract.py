@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from conftest import Server
-from reliability.hostile import exchange
+from harness.rawhttp import exchange
 
 
 def raw_request(server: Server, data: bytes) -> tuple[int | None, dict[str, str], bytes]:

@@ -1,6 +1,6 @@
 """Hostile input and fuzzing (issue 5, items 6 and 7) on every layer.
 
-The requests and the rules their answers keep live in reliability/hostile.py,
+The requests and the rules their answers keep live in reliability/hostile/,
 shared with the report (`python -m reliability.run --only hostile_input fuzz`).
 """
 
@@ -11,7 +11,9 @@ from collections.abc import Callable
 import pytest
 
 from conftest import Container, LocalStack, Server, descendants
-from reliability.hostile import CASES, Case, fuzz, healthy
+from harness.rawhttp import healthy
+from reliability.hostile.cases import CASES, Case
+from reliability.hostile.fuzzing import fuzz
 from reliability.scenarios import SHORT
 
 # The size CI runs (200 examples): about a second a layer, sequential requests

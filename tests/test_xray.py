@@ -1,8 +1,7 @@
-"""tools/xray.py: its report on the real image agrees with the engine; its layer logic holds."""
+"""tools.xray: its facts about the real image agree with the engine; its layer logic holds."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import re
@@ -10,68 +9,21 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from conftest import ROOT, Engine
+from tools.xray.accounts import read_accounts, resolve_user
+from tools.xray.facts import Facts
+from tools.xray.filesystem import read_archive
+from tools.xray.gather import gather
+from tools.xray.packages import debian_packages, python_distributions
+from tools.xray.permissions import writable_paths
+from tools.xray.render import markdown
 
-XRAY = ROOT / "tools" / "xray.py"
 REPORT_TIMEOUT = 100  # one save, gzip and read; the module stays under 2 min
 PINNED = ("flask", "gunicorn", "supervisor")
-
-
-def load_xray() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("xray", XRAY)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["xray"] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
-
-
-# --- reading the Markdown back
-
-
-def sections(report: str) -> dict[str, str]:
-    """'## Title (N)' -> body, the count left out of the key."""
-    found = {}
-    for block in re.split(r"^## ", report, flags=re.M)[1:]:
-        title, _, body = block.partition("\n")
-        found[re.sub(r" \(\d+\)$", "", title.strip())] = body
-    return found
-
-
-def first_table(body: str) -> list[dict[str, str]]:
-    lines = []
-    for line in body.splitlines():
-        if line.startswith("|"):
-            lines.append(line)
-        elif lines:
-            break
-    if not lines:
-        return []
-    cells = [[unescape(c) for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
-             for line in lines]
-    header, rows = cells[0], cells[2:]  # cells[1] is the alignment row
-    return [dict(zip(header, row, strict=True)) for row in rows]
-
-
-def unescape(cell: str) -> str:
-    return cell.strip().replace("\\|", "|")
-
-
-def unquote(cell: str) -> str:
-    """The text of a cell that is one code span."""
-    match = re.fullmatch(r"(`+) ?(.*?) ?\1", cell)
-    assert match, f"not a code span: {cell!r}"
-    return match[2]
-
-
-def config_field(report: str, name: str) -> str:
-    rows = {row["Field"]: row["Value"] for row in first_table(sections(report)["Config"])}
-    return rows[name]
 
 
 def normalize(name: str) -> str:
@@ -88,56 +40,69 @@ def inspected(engine: Engine, image: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def report(image: str, engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One run, no --engine: it must find the same engine the fixtures did."""
-    output = tmp_path_factory.mktemp("xray") / "report.md"
-    result = subprocess.run([sys.executable, str(XRAY), image, "-o", str(output)],
-                            capture_output=True, text=True, timeout=REPORT_TIMEOUT)
+def facts(image: str, engine: Engine) -> Facts:
+    return gather(image, engine)
+
+
+@pytest.fixture(scope="module")
+def printed(image: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The command's JSON: it chooses the engine itself, as the fixtures did (ENGINE)."""
+    output = tmp_path_factory.mktemp("xray") / "facts.json"
+    command = [sys.executable, "-m", "tools.xray", image, "--json", "-o", str(output)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=REPORT_TIMEOUT,
+                            cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""  # -o takes the report off stdout
-    return output.read_text()
+    found: dict[str, Any] = json.loads(output.read_text())
+    return found
 
 
 pytestmark = pytest.mark.timeout(REPORT_TIMEOUT + 20)
 
 
-def test_report_names_the_engine_the_fixtures_found(report: str, engine: Engine) -> None:
-    rows = {row["What"]: row["Value"] for row in first_table(report.split("\n## ")[0])}
-    assert rows["Engine"] == engine.command
+def test_command_names_the_engine_the_fixtures_found(printed: dict[str, Any], engine: Engine,
+                                                       inspected: dict[str, Any]) -> None:
+    assert printed["engine"] == engine.command
+    assert printed["id"] == inspected["Id"]
 
 
-def test_sizes(report: str, inspected: dict[str, Any]) -> None:
-    rows = {row["What"].split(" (")[0]: row for row in first_table(sections(report)["Size"])}
-    uncompressed, compressed = int(rows["Uncompressed"]["Bytes"]), int(rows["Compressed"]["Bytes"])
-    assert uncompressed == inspected["Size"]
-    assert 0 < compressed < uncompressed
-    assert rows["Compressed"]["MB"] == f"{compressed / 1e6:.1f}"
+def test_markdown_renders_from_the_facts(facts: Facts, image: str) -> None:
+    command = f"python -m tools.xray {image} -o docs/xray.md"
+    lines = markdown(facts, command).splitlines()
+    assert lines[0] == f"_Generated by `{command}`: rerun it rather than edit this file._"
+    assert f"# xray: {image}" in lines
+    assert [line for line in lines if line.startswith("## ")] == [
+        "## Size", "## Layers", "## Config", f"## Debian packages ({len(facts.packages)})",
+        f"## Python distributions ({len(facts.distributions)})",
+        f"## setuid and setgid files ({len(facts.setuid)})", "## Writable paths", "## Totals"]
+    compressed = facts.gzip_bytes
+    assert (f"| Compressed (gzip -6 of `{facts.engine} save`) | {compressed} | "
+            f"{compressed / 1e6:.1f} |") in lines
 
 
-def test_one_row_per_layer_of_the_image(report: str, inspected: dict[str, Any]) -> None:
-    layers = first_table(sections(report)["Layers"])
-    assert len(layers) == len(inspected["RootFS"]["Layers"])
-    assert all(row["Created by"] and row["Entries"].isdigit() for row in layers)
+def test_sizes(facts: Facts, inspected: dict[str, Any]) -> None:
+    assert facts.size == inspected["Size"]
+    assert 0 < facts.gzip_bytes < facts.size
 
 
-def test_config(report: str, inspected: dict[str, Any]) -> None:
-    assert "`1300/tcp`" in config_field(report, "Exposed ports").split(", ")
-    user = inspected["Config"].get("User") or ""
-    shown = config_field(report, "User")
-    if user:
-        assert unquote(shown.split(" → ")[0]) == user
-    else:
-        assert shown.startswith("not set")
+def test_one_row_per_layer_of_the_image(facts: Facts, inspected: dict[str, Any]) -> None:
+    with_layer = [step for step in facts.steps if step.has_layer]
+    assert len(with_layer) == len(facts.layers) == len(inspected["RootFS"]["Layers"])
+    assert facts.paired() and all(step.created_by for step in with_layer)
+
+
+def test_config(facts: Facts, inspected: dict[str, Any]) -> None:
+    assert "1300/tcp" in facts.config["ExposedPorts"]
+    assert facts.user.spec == (inspected["Config"].get("User") or "")
     # Docker keeps HEALTHCHECK in .Config; Podman's inspect moves it to the top level.
     health = inspected["Config"].get("Healthcheck") or inspected.get("Healthcheck")
     assert health, "the image declares a HEALTHCHECK"
-    assert unquote(config_field(report, "Healthcheck test")) == json.dumps(health["Test"])
-    assert config_field(report, "Healthcheck retries") == str(health["Retries"])
+    assert facts.config["Healthcheck"]["Test"] == health["Test"]
+    assert facts.config["Healthcheck"]["Retries"] == health["Retries"]
 
 
-def test_debian_packages_with_versions(report: str) -> None:
-    packages = {row["Package"]: row["Version"]
-                for row in first_table(sections(report)["Debian packages"])}
+def test_debian_packages_with_versions(facts: Facts) -> None:
+    packages = {package.name: package.version for package in facts.packages}
     assert re.fullmatch(r"1\.\d+\.\d+\S*", packages.get("nginx", "")), packages.get("nginx")
     python = {name: version for name, version in packages.items()
               if re.fullmatch(r"(lib)?python3\.13(-[a-z]+)?", name)}
@@ -145,40 +110,30 @@ def test_debian_packages_with_versions(report: str) -> None:
     assert all(version.startswith("3.13.") for version in python.values()), python
 
 
-def test_python_distributions_match_the_lock(report: str) -> None:
+def test_python_distributions_match_the_lock(facts: Facts) -> None:
     pins = dict(re.findall(r"^([A-Za-z0-9._-]+)==(\S+)",
                            (ROOT / "app" / "requirements.txt").read_text(), re.M))
     pins = {normalize(name): version for name, version in pins.items()}
-    found = {normalize(row["Name"]): row["Version"]
-             for row in first_table(sections(report)["Python distributions"])}
+    found = {normalize(d.name): d.version for d in facts.distributions}
     for name in PINNED:
         assert found.get(name) == pins[name], name
 
 
-def test_setuid_section_lists_only_setuid_or_setgid_files(report: str) -> None:
-    body = sections(report)["setuid and setgid files"]
-    rows = first_table(body)
-    if not rows:
-        assert "None." in body
-    for row in rows:
-        octal = re.search(r"\((\d{4})\)", row["Mode"])
-        assert octal, row
-        assert int(octal[1], 8) & 0o6000, row
+def test_setuid_section_lists_only_setuid_or_setgid_files(facts: Facts) -> None:
+    for entry in facts.setuid:
+        assert entry.node.mode & 0o6000, entry
 
 
-def test_tmp_is_writable(report: str) -> None:
-    rows = first_table(sections(report)["Writable paths"])
-    tmp = next(row for row in rows if unquote(row["Path"]) == "/tmp")
-    assert "world-writable" in tmp["Why"]
+def test_tmp_is_writable(facts: Facts) -> None:
+    tmp = next(entry for entry in facts.writable if entry.path == "/tmp")
+    assert "world-writable" in tmp.why
 
 
-def test_totals(report: str) -> None:
-    rows = {row["What"]: int(row["Count"].split()[0])
-            for row in first_table(sections(report)["Totals"])}
-    assert rows["Regular files"] > 0
-    assert rows["ELF executables"] >= 2  # python3.13 and nginx at least
-    assert rows["ELF files"] == sum(rows[k] for k in (
-        "ELF executables", "ELF shared libraries", "Other ELF (objects, modules)"))
+def test_totals(facts: Facts) -> None:
+    totals = facts.totals
+    assert totals.files > 0
+    assert totals.elf_executables >= 2  # python3.13 and nginx at least
+    assert totals.elf_files == totals.elf_executables + totals.elf_libraries + totals.elf_other
 
 
 # --- the layer logic, on a hand-made archive: whiteouts, opaque dirs, status.d
@@ -233,7 +188,6 @@ METADATA = b"Metadata-Version: 2.1\nName: Flask\nVersion: 3.1.3\n\nName: not-a-h
 
 
 def test_layers_apply_in_order_with_whiteouts(tmp_path: Path) -> None:
-    xray = load_xray()
     lower = layer(
         ("./etc", 0o755, None, 0),
         ("./etc/passwd", 0o644, b"root:x:0:0::/root:/bin/sh\napp:x:10001:10001::/:/x\n", 0),
@@ -260,23 +214,23 @@ def test_layers_apply_in_order_with_whiteouts(tmp_path: Path) -> None:
         ("data/file", 0o644, b"", 10001),
         ("shared", 0o775, None, 20),
     )
-    read = xray.read_archive(archive(tmp_path / "image.tar", [lower, upper]))
+    read = read_archive(archive(tmp_path / "image.tar", [lower, upper]))
     nodes = read.fs.nodes
     assert "/old/a" not in nodes and "/old/b" in nodes
     assert "/opaque/lower" not in nodes and "/opaque/upper" in nodes
     assert [layer.whiteouts for layer in read.fs.layers] == [0, 3]
     assert nodes["/bin/tool"].elf == "executable"
 
-    packages, others = xray.debian_packages(read.fs)
+    packages, others = debian_packages(read.fs)
     assert [(p.name, p.version, p.sources) for p in packages] == [
         ("libc6", "2.41-12", ["status"]), ("nginx", "1.26.3", ["status.d/nginx"])]
     assert others == ["gone (deinstall ok config-files)"]
-    assert [(d.name, d.version) for d in xray.python_distributions(read.fs)] == [
+    assert [(d.name, d.version) for d in python_distributions(read.fs)] == [
         ("Flask", "3.1.3")]
 
-    user = xray.resolve_user("app", xray.Accounts.read(read.fs))
-    assert (user.uid, user.gid, user.groups) == (10001, 10001, {10001, 20})
-    writable = {w.path: w for w in xray.writable_paths(read.fs, user)}
+    user = resolve_user("app", read_accounts(read.fs))
+    assert (user.uid, user.gid, user.groups) == (10001, 10001, [20, 10001])
+    writable = {w.path: w for w in writable_paths(read.fs, user)}
     assert set(writable) == {"/data", "/shared", "/tmp"}
     assert writable["/data"].below == 1 and writable["/shared"].why == "group"
-    assert xray.resolve_user("10001:10001", xray.Accounts.read(read.fs)).groups == {10001}
+    assert resolve_user("10001:10001", read_accounts(read.fs)).groups == [10001]
