@@ -283,6 +283,11 @@ def load(environ: Mapping[str, str] = os.environ, cgroup_root: Path = CGROUP_ROO
     return Settings(**values, cpus=cpus, open_files=open_files)
 
 
+def defaults() -> Settings:
+    """What a container run with no settings uses (on this machine's CPUs)."""
+    return load({})
+
+
 def markdown_table() -> str:
     """The README's configuration table; `python -m stack.settings` prints it."""
     rows = ["| Variable | Default | Accepted values | What it does |", "|---|---|---|---|"]

@@ -9,10 +9,11 @@ from typing import Any
 from harness.rawhttp import Answer, chunked, exchange, get, http_request
 from reliability.hostile.rules import Tally, json_typed, problems
 from reliability.result import Result
+from stack.settings import defaults
 
 SPOOFED = "203.0.113.9"  # documentation addresses (RFC 5737): never a real peer here
 OTHER = "198.51.100.1"
-MAX_BODY = 1024 * 1024  # MAX_BODY_SIZE's default, 1m
+MAX_BODY = defaults().max_body_size  # the servers run with the default
 # Where a traversal would land: app/app.py, stack/gunicorn.conf.py, /etc/passwd.
 SECRETS = (b"create_app", b"wsgi_app", b"root:")
 
