@@ -11,29 +11,20 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.from_prefixed_env()  # FLASK_MAX_CONTENT_LENGTH=..., etc.
     app.config.update(config or {})
-    # Exactly one trusted hop: the image's Nginx, which sets X-Forwarded-For and
-    # X-Forwarded-Proto itself and believes a client's only from TRUSTED_PROXIES.
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
 
     @app.get("/")
     def index() -> Response:
         return jsonify(msg="Success!")
 
-    @app.get("/healthz")
-    def healthz() -> Response:
-        # Answered by a worker, so a 200 proves Nginx, Gunicorn and the app are up.
-        return jsonify(status="ok")
-
     @app.get("/whoami")
     def whoami() -> Response:
-        # The client as the app sees it, through Nginx and ProxyFix.
+        # The client as the app sees it, through Nginx and the stack (stack/wsgi.py).
         return jsonify(client=request.remote_addr, scheme=request.scheme)
 
     @app.errorhandler(HTTPException)

@@ -10,7 +10,8 @@ from stack.settings import load
 _settings = load()
 _run = RunDir.from_env()
 
-wsgi_app = _settings.app_module
+# The app wrapped by the stack (health path, proxy hop): stack/wsgi.py.
+wsgi_app = f"stack.wsgi:serve({_settings.app_module!r})"
 chdir = _settings.app_dir
 # Only the UNIX socket; umask 077 makes it usable by this user alone (Nginx runs as it too).
 bind = [f"unix:{_run.gunicorn_socket}"]
