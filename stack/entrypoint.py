@@ -12,15 +12,13 @@ import os
 import resource
 import signal
 import sys
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 
 from supervisor import poller, supervisord
 
-from stack import rundir
+from stack import app_commands, nginx_config, rundir
 from stack.rundir import RunDir
-from stack.settings import SettingError, Settings, load
+from stack.settings import SettingError, load
 
 STACK_ROOT = Path(__file__).resolve().parent.parent
 EX_CONFIG = 78  # sysexits.h: configuration error
@@ -86,58 +84,24 @@ class _PromptPoller(poller.Poller):  # type: ignore[misc,valid-type]
         return readables, writables
 
 
-def render_nginx(settings: Settings, run: RunDir) -> None:
-    values = {
-        "settings": settings,
-        "run": run,
-        "static_dir": Path(settings.app_dir, "static"),
-        "access_log_path": access_log_path(),
-        "ipv6": Path("/proc/net/if_inet6").exists(),
-    }
-    in_child(render, "nginx.conf.j2", values, Path(run.nginx_conf))
-
-
-def render(template: str, values: dict[str, object], target: Path) -> None:
-    import jinja2  # here only: see in_child
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(STACK_ROOT / "nginx"),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
-    target.write_text(env.get_template(template).render(values))
-
-
-def in_child(function: Callable[..., None], *args: object) -> None:
-    """Run `function` in a forked child and wait for it: what it imports (Jinja2,
-    3 MB) never weighs on this process, which lives on as Supervisord."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            function(*args)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        finally:
-            sys.stderr.flush()
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{function.__name__}{args[:1]} failed")
-
-
-def main() -> int:
+def main(command: list[str]) -> int:
+    """Serve, or run `command` instead (`docker run IMAGE COMMAND ARGS...`)."""
     raise_open_files_limit()  # first: the settings read the limit in force
     try:
         settings = load()
     except SettingError as error:
         log(str(error))
         return EX_CONFIG
+    if command:
+        return app_commands.run(settings, command)
     run = make_run_dir()
-    render_nginx(settings, run)
+    nginx_config.render(settings, run, access_log_path())
+    if not nginx_config.test(run):
+        log("Nginx refused its configuration (nginx/conf.d/ included): see its message above")
+        return EX_CONFIG
+    code = app_commands.prestart(settings)
+    if code:
+        return code
     threads = f" x {settings.threads} threads" if settings.worker_class == "gthread" else ""
     log(
         f"serving {settings.app_module} on port {settings.port}: "
@@ -168,4 +132,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

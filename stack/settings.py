@@ -101,6 +101,27 @@ def _size(raw: str) -> int:
     return size
 
 
+def _url_path(raw: str) -> str:
+    """A URL prefix such as /static or /assets/v2, kept without its trailing slash."""
+    segments = raw.strip("/").split("/")
+    if not raw.startswith("/") or any(
+        not re.fullmatch(r"[A-Za-z0-9._~-]+", part) or part in (".", "..") for part in segments
+    ):
+        raise ValueError
+    return "/" + "/".join(segments)
+
+
+def _absolute_path(raw: str) -> str:
+    if not raw.startswith("/") or ".." in raw.split("/"):
+        raise ValueError
+    return raw.rstrip("/") or "/"
+
+
+def _or_none(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """Empty means unset: a property derives the value."""
+    return lambda raw: parse(raw) if raw else None
+
+
 def _networks(raw: str) -> tuple[str, ...]:
     items = [item for item in re.split(r"[\s,]+", raw) if item]
     return tuple(str(ipaddress.ip_network(item, strict=False)) for item in items)
@@ -141,8 +162,9 @@ class Settings:
         "app:app", _app_module, "module:callable, e.g. app:app",
         "The WSGI application Gunicorn serves.")
     app_dir: str = setting(
-        "/srv/app", str, "a directory path",
-        "Directory of the app: Gunicorn imports from it; Nginx serves its `static/`.")
+        "/srv/app", _absolute_path, "an absolute directory path",
+        "Directory of the app: Gunicorn imports from it and runs in it; commands and "
+        "`prestart.py` run in it too.")
     port: int = setting(
         "1300", _whole(1, 65535), "a port number from 1 to 65535", "Port Nginx listens on.")
     web_concurrency: int = setting(
@@ -167,6 +189,14 @@ class Settings:
     keepalive_timeout: int = setting(
         "75", _whole(0, 3600), "a whole number of seconds from 0 to 3600",
         "Nginx client keep-alive; longer than a load balancer's usual 60 s idle timeout.")
+    static_url: str = setting(
+        "/static", _url_path, "a URL path such as /static or /assets",
+        "URL prefix Nginx serves files under; a file it does not have goes on to the app "
+        "(a package's or blueprint's static folder).")
+    static_path: str | None = setting(
+        "", _or_none(_absolute_path), "an absolute directory path",
+        "Directory Nginx serves `STATIC_URL` from (no symlinks, nothing outside it).",
+        default_doc="`APP_DIR`/static")
     max_body_size: int = setting(
         "1m", _size, "a size from 1 to 1g, e.g. 512k, 10m",
         "Largest request body; larger ones get 413.")
@@ -179,6 +209,9 @@ class Settings:
         "Log level of Gunicorn, Nginx's error log and Supervisord.")
     access_log: bool = setting(
         "on", _switch, "on or off", "Nginx access log, one line per request.")
+    websocket_timeout: int = setting(
+        "3600", _whole(1, 86400), "a whole number of seconds from 1 to 86400",
+        "Nginx closes a WebSocket that has been idle this long.")
     drain_seconds: int = setting(
         "0", _whole(0, 3600), "a whole number of seconds from 0 to 3600",
         "On stop, `/healthz` answers 503 at once while other requests are served for "
@@ -186,6 +219,10 @@ class Settings:
     # Not settings: read from the machine at start.
     cpus: int = 1
     open_files: int = 1024
+
+    @property
+    def static_dir(self) -> str:
+        return self.static_path or os.path.join(self.app_dir, "static")
 
     # --- Gunicorn
 
