@@ -111,7 +111,10 @@ class Start:
         """An Nginx directive's arguments: in the `upstream` block, or anywhere else."""
         block = re.search(r"upstream \w+ \{(.*?)\}", self.nginx, re.S)
         assert block, "no upstream block in nginx.conf"
-        text = block[1] if upstream else self.nginx.replace(block[0], "")
+        # Named locations (a WebSocket's own timeouts) are not the general case.
+        general = re.sub(r"location @\w+ \{.*?\}", "", self.nginx.replace(block[0], ""),
+                         flags=re.S)
+        text = block[1] if upstream else general
         (value,) = re.findall(rf"^\s*{name}\s+([^;]*);", text, re.M)
         return value
 
