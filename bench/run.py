@@ -31,9 +31,12 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
-from conftest import GUNICORN_ALONE, Engine, build_image, descendants, free_port, pss_mib  # noqa: E402  (the tests' helpers, not a copy)
+from harness.engine import Engine  # noqa: E402  (the tests' own pieces, not a copy)
+from harness.images import GUNICORN_ALONE, build_image  # noqa: E402
+from harness.procfs import descendants, pss_mib  # noqa: E402
+from harness.server import free_port  # noqa: E402
 
 TAG = "localhost/flask-stack:bench"
 LUA = BENCH / "latency.lua"

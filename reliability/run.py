@@ -19,19 +19,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from harness.containers import Container, start_container
+from harness.engine import Engine
+from harness.images import IMAGE_TAG, build_image
+from harness.procfs import processes
 from reliability import hostile
 from reliability.result import Result
 from reliability.scenarios import FULL, SCENARIOS, SHORT, Size, Start
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import (
-    IMAGE_TAG,
-    Container,
-    Engine,
-    build_image,
-    processes,
-    start_container,
-)
 
 HERE = Path(__file__).resolve().parent
 

@@ -9,19 +9,22 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import ROOT, Engine, require
+from harness.engine import Engine
+from harness.paths import ROOT
 
 SETUPS = ("stack", "gunicorn", "nginx", "flask_dev")
 SMOKE_CONCURRENCY = (1, 16)
 
 
 @pytest.fixture(scope="module")
-def results(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def results(engine: Engine, tmp_path_factory: pytest.TempPathFactory,
+            require: Callable[[object, str], None]) -> tuple[Path, dict]:
     require(shutil.which("wrk"), "wrk is not installed (Debian package wrk)")
     out = tmp_path_factory.mktemp("bench")
     run = subprocess.run(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import ROOT
+from harness.paths import ROOT
 
 
 def test_locked_dependencies_have_no_known_vulnerabilities() -> None:

@@ -10,7 +10,10 @@ from collections.abc import Callable
 
 import pytest
 
-from conftest import Container, LocalStack, Server, descendants
+from harness.containers import Container
+from harness.local import LocalStack
+from harness.procfs import descendants
+from harness.server import Server
 from reliability.hostile import CASES, Case, fuzz, healthy
 from reliability.scenarios import SHORT
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import requests
 
-from conftest import Container, Engine, processes
+from harness.containers import Container
+from harness.engine import Engine
+from harness.procfs import processes
 
 LISTEN = "0A"  # TCP state in /proc/net/tcp
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import GUNICORN_ALONE
+from harness.images import GUNICORN_ALONE
 from reliability.scenarios import BODIES, HEADS, SCENARIOS, SHORT, slow_clients
 
 

@@ -7,7 +7,8 @@ import errno
 import json
 from collections.abc import Callable
 
-from conftest import SECCOMP_PROFILE, Container
+from harness.containers import Container
+from harness.images import SECCOMP_PROFILE
 
 RunContainer = Callable[..., Container]
 

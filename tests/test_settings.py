@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from harness.paths import ROOT
 from stack.settings import SETTINGS, SettingError, available_cpus, load, markdown_table
 
 AFFINITY = len(os.sched_getaffinity(0))
