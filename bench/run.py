@@ -15,14 +15,12 @@ import http.client
 import json
 import os
 import platform
-import queue
 import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -35,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness.engine import Engine  # noqa: E402  (the tests' own pieces, not a copy)
 from harness.images import GUNICORN_ALONE, build_image  # noqa: E402
+from harness.load import SteadyClient, percentile  # noqa: E402
 from harness.procfs import descendants, pss_mib  # noqa: E402
 from harness.server import free_port  # noqa: E402
 
@@ -265,62 +264,25 @@ def median_point(points: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def paced(port: int, rate: int, seconds: int, workers: int = 32) -> dict[str, Any]:
-    """Open-loop load at a fixed rate (wrk has none, wrk2 is not in Debian).
+    """Open-loop load at a fixed rate (wrk has none, wrk2 is not in Debian): a
+    stall delays the requests behind it and shows in p99."""
+    with SteadyClient(f"http://127.0.0.1:{port}", clients=workers, timeout=5,
+                      rate=rate, seconds=seconds) as load:
+        load.wait(seconds + 30)
+        elapsed = time.monotonic() - load.first_due
+    outcomes = load.snapshot()
+    latencies = [o.latency for o in outcomes]
 
-    Latency counts from each request's scheduled time, so a stall delays the
-    requests behind it and shows in p99 (no coordinated omission).
-    """
-    slots: queue.Queue[float | None] = queue.Queue()
-    latencies: list[float] = []
-    failures: list[str] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        while (when := slots.get()) is not None:
-            time.sleep(max(0.0, when - time.monotonic()))
-            try:
-                conn.request("GET", "/")
-                response = conn.getresponse()
-                response.read()
-                ok = response.status == 200
-            except (OSError, http.client.HTTPException) as error:
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                ok, response = False, None
-                with lock:
-                    failures.append(type(error).__name__)
-            done = time.monotonic()
-            with lock:
-                latencies.append(done - when)
-                if not ok and response is not None:
-                    failures.append(str(response.status))
-        conn.close()
-
-    pool = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
-    for thread in pool:
-        thread.start()
-    start = time.monotonic() + 0.1
-    total = rate * seconds
-    for i in range(total):
-        slots.put(start + i / rate)
-    for _ in pool:
-        slots.put(None)
-    for thread in pool:
-        thread.join(timeout=seconds + 30)
-    elapsed = time.monotonic() - start
-    ordered = sorted(latencies)
-
-    def pct(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000, 3)
+    def ms(fraction: float) -> float:
+        return round(percentile(latencies, fraction) * 1000, 3)
 
     return {
         "rate": rate,
         "seconds": seconds,
-        "requests": len(ordered),
-        "achieved_rps": round(len(ordered) / elapsed, 1),
-        "latency_ms": {"p50": pct(50), "p99": pct(99), "p99.9": pct(99.9)},
-        "errors": len(failures),
+        "requests": len(outcomes),
+        "achieved_rps": round(len(outcomes) / elapsed, 1),
+        "latency_ms": {"p50": ms(0.50), "p99": ms(0.99), "p99.9": ms(0.999)},
+        "errors": sum(o.status != 200 for o in outcomes),
     }
 
 

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import requests
 
 from harness.containers import Container
+from harness.load import Outcome, SteadyClient, percentile
 from harness.procfs import processes, pss_mib
-from reliability.load import Outcome, SteadyClient, Trickle, percentile
 from reliability.result import Result
+from reliability.trickle import Trickle
 
 
 @dataclass(frozen=True)
