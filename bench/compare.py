@@ -5,7 +5,7 @@
 
 How the defaults were chosen (README, Performance). Each round runs every variant
 on both setups in turn; the table gives the medians over rounds, and the stack's
-idle memory measured alone. Markdown on stdout.
+idle memory measured alone. The engine is the ENGINE setting. Markdown on stdout.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from run import (  # bench/run.py's pieces, not a copy
     TAG,
     build,
     containers,
-    detect_engine,
     log,
     median_point,
     memory,
@@ -32,6 +31,8 @@ from run import (  # bench/run.py's pieces, not a copy
     with_settings,
     wrk,
 )
+
+import harness.engine  # importing run has put the repository on sys.path
 
 COMPARED = ("stack", "gunicorn")
 
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
-    engine = detect_engine(None)
+    engine = harness.engine.chosen()
     build(engine, TAG, ROOT)
     setups = {variant: {s.name: s for s in with_settings(SETUPS, variant.split())
                         if s.name in COMPARED} for variant in args.variant}

@@ -1,10 +1,11 @@
 """Benchmark the image against Gunicorn alone, Nginx alone and Flask's development server.
 
-    python bench/run.py [--smoke] [--out DIR] [--engine docker|podman]
+    python bench/run.py [--smoke] [--out DIR] [--env KEY=VALUE ...]
 
 Builds the image, runs the four setups side by side in one run (interleaved, so
 the machine's noise hits them alike), and writes results.json, results.md and
-results.png into --out. Every load is on loopback and bounded in time.
+results.png into --out. The engine is the ENGINE setting. Every load is on
+loopback and bounded in time.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.engine import Engine  # noqa: E402  (the tests' own pieces, not a copy)
+import harness.engine  # noqa: E402  (the tests' own pieces, not a copy)
+from harness.engine import Engine  # noqa: E402
 from harness.images import GUNICORN_ALONE, build_image  # noqa: E402
 from harness.load import SteadyClient, percentile  # noqa: E402
 from harness.procfs import descendants, pss_mib  # noqa: E402
@@ -101,17 +103,6 @@ OPEN_FILES = 4096
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def detect_engine(choice: str | None) -> Engine:
-    """Docker if its daemon answers, else Podman: asked, not guessed from the CLI."""
-    for command in [choice] if choice else ["docker", "podman"]:
-        if (
-            shutil.which(command)
-            and subprocess.run([command, "info"], capture_output=True, timeout=60).returncode == 0
-        ):
-            return Engine(command)
-    sys.exit("no container engine answers `docker info` or `podman info`")
 
 
 def build(engine: Engine, tag: str, context: Path, no_cache: bool = False) -> float:
@@ -497,7 +488,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a few seconds per figure")
     parser.add_argument("--out", type=Path, default=BENCH / "results")
-    parser.add_argument("--engine", choices=("docker", "podman"))
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting for the stack and Gunicorn alone, e.g. THREADS=2")
     args = parser.parse_args(argv)
@@ -507,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"wrk needs {OPEN_FILES} open files; the hard limit is {hard}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES, hard))  # wrk inherits it
     began = time.monotonic()
-    engine = detect_engine(args.engine)
+    engine = harness.engine.chosen()
     data: dict[str, Any] = {
         "smoke": args.smoke,
         "sizes": sizes.__dict__,

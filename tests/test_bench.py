@@ -6,6 +6,7 @@ It checks that every figure is produced for every setup, not how fast anything i
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -28,9 +29,9 @@ def results(engine: Engine, tmp_path_factory: pytest.TempPathFactory,
     require(shutil.which("wrk"), "wrk is not installed (Debian package wrk)")
     out = tmp_path_factory.mktemp("bench")
     run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--out", str(out),
-         "--engine", engine.command],
-        capture_output=True, text=True, timeout=330,
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--out", str(out)],
+        env={**os.environ, "ENGINE": engine.command}, capture_output=True, text=True,
+        timeout=330,
     )
     assert run.returncode == 0, f"bench/run.py --smoke failed:\n{run.stdout}\n{run.stderr}"
     return out, json.loads((out / "results.json").read_text())
