@@ -28,7 +28,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_until_up(base_url: str, alive: Callable[[], bool], logs: Callable[[], str]) -> None:
+def wait_until_up(base_url: str, alive: Callable[[], bool], logs: Callable[[], str],
+                  poll: float = 0.1) -> None:
     """Wait for /healthz to answer 200, failing early if the server died."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -39,5 +40,5 @@ def wait_until_up(base_url: str, alive: Callable[[], bool], logs: Callable[[], s
                 return
         except requests.ConnectionError:
             pass
-        time.sleep(0.1)
+        time.sleep(poll)
     raise ServerError(f"server not up after {START_TIMEOUT} s:\n{logs()}")

@@ -1,4 +1,4 @@
-"""The benchmark's smoke size: keeps `python bench/run.py` working, never a timed test.
+"""The benchmark's smoke size: keeps `python -m bench` working, never a timed test.
 
 It checks that every figure is produced for every setup, not how fast anything is.
 """
@@ -29,11 +29,11 @@ def results(engine: Engine, tmp_path_factory: pytest.TempPathFactory,
     require(shutil.which("wrk"), "wrk is not installed (Debian package wrk)")
     out = tmp_path_factory.mktemp("bench")
     run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--out", str(out)],
-        env={**os.environ, "ENGINE": engine.command}, capture_output=True, text=True,
-        timeout=330,
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(out)],
+        cwd=ROOT, env={**os.environ, "ENGINE": engine.command},
+        capture_output=True, text=True, timeout=330,
     )
-    assert run.returncode == 0, f"bench/run.py --smoke failed:\n{run.stdout}\n{run.stderr}"
+    assert run.returncode == 0, f"python -m bench --smoke failed:\n{run.stdout}\n{run.stderr}"
     return out, json.loads((out / "results.json").read_text())
 
 
