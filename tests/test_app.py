@@ -17,6 +17,8 @@ from flask.testing import FlaskClient
 from app import create_app
 from harness.paths import ROOT
 
+pytestmark = pytest.mark.app
+
 
 @pytest.fixture
 def app() -> Iterator[Flask]:

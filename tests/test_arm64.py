@@ -23,7 +23,7 @@ from harness.images import IMAGE_TAG, build_image
 from harness.procfs import processes
 
 # The emulated build takes minutes, far past the suite's per-test limit.
-pytestmark = pytest.mark.timeout(3000)
+pytestmark = [pytest.mark.arm64, pytest.mark.timeout(3000)]
 
 # Made by `.ci/base-image arm64` from Debian's arm64 packages.
 ARM64_BASE = "localhost/debian:trixie-slim-arm64"

@@ -22,6 +22,8 @@ from harness.paths import ROOT
 SETUPS = ("stack", "gunicorn", "nginx", "flask_dev")
 SMOKE_CONCURRENCY = (1, 16)
 
+pytestmark = pytest.mark.bench
+
 
 @pytest.fixture(scope="module")
 def results(engine: Engine, tmp_path_factory: pytest.TempPathFactory,

@@ -14,6 +14,8 @@ import pytest
 
 from harness.containers import Container
 
+pytestmark = pytest.mark.image
+
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 

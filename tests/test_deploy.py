@@ -42,6 +42,8 @@ SECCOMP_LOCALHOST = {"type": "Localhost", "localhostProfile": "profiles/flask-st
 BALANCER_TAG = "localhost/flask-stack-balancer:test"
 UNITS = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 0.000001}
 
+pytestmark = pytest.mark.deploy
+
 
 def seconds(text: str | int) -> float:
     """A Compose or HAProxy duration ("25s", "1m30s", "200ms", 60) in seconds."""

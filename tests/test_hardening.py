@@ -7,6 +7,8 @@ import requests
 
 from harness.images import HARDENED
 
+pytestmark = pytest.mark.hardened
+
 # --read-only goes with its tmpfs for /tmp; the others stand alone.
 RESTRICTIONS = [HARDENED[:2], *[(option,) for option in HARDENED[2:]]]
 

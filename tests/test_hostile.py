@@ -22,6 +22,9 @@ from reliability.scenarios import SHORT
 # the hardened image alike.
 FUZZ_EXAMPLES = SHORT.examples
 
+# Besides the layer of its `server`: the README's reliability layer.
+pytestmark = pytest.mark.reliability
+
 
 def process_tree(server: Server) -> Callable[[], set[int]]:
     """The server's processes now: all of them descend from the stack's entrypoint,

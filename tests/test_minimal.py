@@ -22,6 +22,8 @@ from harness.paths import ROOT
 from image.rootfs import EXCLUDED_EXTENSIONS, EXCLUDED_STDLIB, UNUSABLE_STDLIB
 from image.zip_packages import ZIP_NAME
 
+pytestmark = pytest.mark.image
+
 FORBIDDEN = re.compile(r"(^|/)(sh|bash|dash|busybox|apt|apt-get|dpkg|gcc|cc|g\+\+|pip3?|perl)$")
 
 # Imports every standard-library module and submodule, but for scripts

@@ -11,6 +11,8 @@ import pytest
 from harness.images import GUNICORN_ALONE
 from reliability.scenarios import BODIES, HEADS, SCENARIOS, SHORT, slow_clients
 
+pytestmark = pytest.mark.reliability
+
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_scenario(run_container, name: str) -> None:  # type: ignore[no-untyped-def]

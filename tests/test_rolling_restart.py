@@ -34,6 +34,9 @@ from harness.local import LocalServer
 from harness.paths import ROOT
 from harness.server import wait_until_up
 
+# Hardened replicas, as compose.yaml runs them.
+pytestmark = pytest.mark.hardened
+
 HAPROXY_CFG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
 COMPOSE = ROOT / "compose.yaml"
 REPLICAS = 2

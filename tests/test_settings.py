@@ -10,6 +10,8 @@ import pytest
 from harness.paths import ROOT
 from stack.settings import SETTINGS, SettingError, available_cpus, load, markdown_table
 
+pytestmark = pytest.mark.app
+
 AFFINITY = len(os.sched_getaffinity(0))
 
 
