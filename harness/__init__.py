@@ -1,2 +1,3 @@
 """What drives the stack from outside: the engine, images, containers, local
-stacks, /proc, load. Tests, the benchmark, the reliability runner and xray import it."""
+stacks, /proc, load, and the checks several test layers share. Tests, the
+benchmark, the reliability runner and xray import it; none of it needs pytest."""

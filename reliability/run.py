@@ -4,7 +4,8 @@
 
 Builds the image, runs the fault, load and hostile-input scenarios at full size
 (--short: the size CI runs), and writes REPORT.md and results.json into --out.
-Every load is on loopback and bounded in requests and time.
+The engine is the ENGINE setting. Every load is on loopback and bounded in
+requests and time.
 """
 
 from __future__ import annotations
@@ -19,19 +20,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import harness.engine
+from harness.containers import Container, start_container
+from harness.images import IMAGE_TAG, build_image
+from harness.procfs import processes
 from reliability import hostile
 from reliability.result import Result
 from reliability.scenarios import FULL, SCENARIOS, SHORT, Size, Start
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import (
-    IMAGE_TAG,
-    Container,
-    Engine,
-    build_image,
-    processes,
-    start_container,
-)
 
 HERE = Path(__file__).resolve().parent
 
@@ -87,10 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short", action="store_true", help="the size CI runs")
     parser.add_argument("--only", nargs="+", choices=sorted(ALL), help="these scenarios only")
     parser.add_argument("--out", type=Path, default=HERE)
-    parser.add_argument("--engine", choices=("docker", "podman"), default="podman")
     args = parser.parse_args(argv)
     size = SHORT if args.short else FULL
-    engine = Engine(args.engine)
+    engine = harness.engine.chosen()
     began = time.monotonic()
     log(f"building {IMAGE_TAG}")
     build_image(engine, IMAGE_TAG)

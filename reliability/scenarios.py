@@ -1,7 +1,7 @@
 """Faults and load against the running image, with steady clients counting every request.
 
 Each scenario takes `start` (runs the image with settings and returns a running
-Container, see tests/conftest.py) and a size, and returns a Result whose checks
+harness.containers.Container) and a size, and returns a Result whose checks
 are what issue 5 asks. The tests run them SHORT; `python -m reliability.run` FULL.
 """
 
@@ -10,19 +10,17 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import requests
 
-from reliability.load import Outcome, SteadyClient, Trickle, percentile
+from harness.containers import Container
+from harness.load import Outcome, SteadyClient, percentile
+from harness.procfs import processes, pss_mib
 from reliability.result import Result
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import Container, processes, pss_mib
+from reliability.trickle import Trickle
 
 
 @dataclass(frozen=True)

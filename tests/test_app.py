@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import requests
@@ -15,7 +15,9 @@ from flask import Flask, request
 from flask.testing import FlaskClient
 
 from app import create_app
-from conftest import ROOT, require
+from harness.paths import ROOT
+
+pytestmark = pytest.mark.app
 
 
 @pytest.fixture
@@ -79,7 +81,8 @@ def test_debugger_is_off_by_default(app: Flask) -> None:
     assert not app.debug
 
 
-def test_python_app_py_runs_the_development_server_without_debugger() -> None:
+def test_python_app_py_runs_the_development_server_without_debugger(
+        require: Callable[[object, str], None]) -> None:
     with socket.socket() as probe:
         require(probe.connect_ex(("127.0.0.1", 1300)) != 0, "port 1300 is taken here")
     env = {**os.environ, "FLASK_DEBUG": "0"}

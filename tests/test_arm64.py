@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
-from test_image import processes
-from test_minimal import assert_within_size_budget
 
-from conftest import IMAGE_TAG, Container, Engine, build_image, require
-from test_contract import assert_json_error
+from harness.checks import assert_json_error, assert_within_size_budget
+from harness.containers import Container
+from harness.engine import Engine
+from harness.images import IMAGE_TAG, build_image
+from harness.procfs import processes
 
 # The emulated build takes minutes, far past the suite's per-test limit.
-pytestmark = pytest.mark.timeout(3000)
+pytestmark = [pytest.mark.arm64, pytest.mark.timeout(3000)]
 
 # Made by `.ci/base-image arm64` from Debian's arm64 packages.
 ARM64_BASE = "localhost/debian:trixie-slim-arm64"
@@ -30,7 +32,7 @@ MANIFEST = f"{IMAGE_TAG}-multiarch"
 
 
 @pytest.fixture(scope="module")
-def arm64_image(engine: Engine) -> str:
+def arm64_image(engine: Engine, require: Callable[[object, str], None]) -> str:
     require(Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists(),
             "no arm64 emulation: apt-get install qemu-user-static binfmt-support")
     require(subprocess.run([engine.command, "image", "inspect", ARM64_BASE],
@@ -80,8 +82,8 @@ def test_size_bounds(engine: Engine, arm64_image: str) -> None:
     assert_within_size_budget(engine, arm64_image)
 
 
-def test_one_manifest_holds_both_architectures(engine: Engine, image: str,
-                                               arm64_image: str) -> None:
+def test_one_manifest_holds_both_architectures(engine: Engine, image: str, arm64_image: str,
+                                               require: Callable[[object, str], None]) -> None:
     require(engine.command == "podman", "manifest lists are made with podman here")
     engine("manifest", "rm", MANIFEST, check=False)
     engine("manifest", "create", MANIFEST)

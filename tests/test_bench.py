@@ -1,4 +1,4 @@
-"""The benchmark's smoke size: keeps `python bench/run.py` working, never a timed test.
+"""The benchmark's smoke size: keeps `python -m bench` working, never a timed test.
 
 It checks that every figure is produced for every setup, not how fast anything is.
 """
@@ -6,30 +6,36 @@ It checks that every figure is produced for every setup, not how fast anything i
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import ROOT, Engine, require
+from harness.engine import Engine
+from harness.paths import ROOT
 
 SETUPS = ("stack", "gunicorn", "nginx", "flask_dev")
 SMOKE_CONCURRENCY = (1, 16)
 
+pytestmark = pytest.mark.bench
+
 
 @pytest.fixture(scope="module")
-def results(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def results(engine: Engine, tmp_path_factory: pytest.TempPathFactory,
+            require: Callable[[object, str], None]) -> tuple[Path, dict]:
     require(shutil.which("wrk"), "wrk is not installed (Debian package wrk)")
     out = tmp_path_factory.mktemp("bench")
     run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--out", str(out),
-         "--engine", engine.command],
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(out)],
+        cwd=ROOT, env={**os.environ, "ENGINE": engine.command},
         capture_output=True, text=True, timeout=330,
     )
-    assert run.returncode == 0, f"bench/run.py --smoke failed:\n{run.stdout}\n{run.stderr}"
+    assert run.returncode == 0, f"python -m bench --smoke failed:\n{run.stdout}\n{run.stderr}"
     return out, json.loads((out / "results.json").read_text())
 
 

@@ -7,22 +7,36 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
-from conftest import Container, require
+import pytest
+
+from harness.containers import Container
+
+pytestmark = pytest.mark.image
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
+@pytest.fixture
+def chromium(require: Callable[[object, str], None]
+             ) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """chromium(*args, profile=DIR): headless Chromium run once."""
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     require(binary, "Chromium is not installed (apt-get install chromium)")
-    return subprocess.run([binary, *FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=120)
+
+    def run(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([binary, *FLAGS, f"--user-data-dir={profile}", *args],
+                              capture_output=True, text=True, timeout=120)
+
+    return run
 
 
-def test_browser_shows_the_json(container: Container, tmp_path: Path) -> None:
+def test_browser_shows_the_json(container: Container, tmp_path: Path,
+                                chromium: Callable[..., subprocess.CompletedProcess[str]]
+                                ) -> None:
     page = chromium("--dump-dom", f"{container.base_url}/", profile=tmp_path / "profile")
     assert page.returncode == 0, page.stderr
     shown = re.search(r"<pre[^>]*>(.*?)</pre>", page.stdout, re.S)

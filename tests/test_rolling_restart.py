@@ -27,8 +27,15 @@ import pytest
 import requests
 import yaml
 
-from conftest import HARDENED, ROOT, Container, LocalServer, require, wait_until_up
-from test_contract import access_log
+from harness.checks import access_log
+from harness.containers import Container
+from harness.images import HARDENED
+from harness.local import LocalServer
+from harness.paths import ROOT
+from harness.server import wait_until_up
+
+# Hardened replicas, as compose.yaml runs them.
+pytestmark = pytest.mark.hardened
 
 HAPROXY_CFG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
 COMPOSE = ROOT / "compose.yaml"
@@ -186,7 +193,8 @@ def proxy_address(run_container) -> str:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def balanced(run_container, proxy_address: str, tmp_path_factory: pytest.TempPathFactory
+def balanced(run_container, proxy_address: str, tmp_path_factory: pytest.TempPathFactory,
+             require: Callable[[object, str], None],
              ) -> Iterator[tuple[HAProxy, dict[str, Container], Callable[[], Container]]]:
     """HAProxy and its replicas: the address test reads them, the restart test replaces them."""
     require(shutil.which("haproxy"), "haproxy is not installed (apt-get install haproxy)")

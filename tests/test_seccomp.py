@@ -7,7 +7,12 @@ import errno
 import json
 from collections.abc import Callable
 
-from conftest import SECCOMP_PROFILE, Container
+import pytest
+
+from harness.containers import Container
+from harness.images import SECCOMP_PROFILE
+
+pytestmark = pytest.mark.hardened
 
 RunContainer = Callable[..., Container]
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from harness.paths import ROOT
 from stack.settings import SETTINGS, SettingError, available_cpus, load, markdown_table
+
+pytestmark = pytest.mark.app
 
 AFFINITY = len(os.sched_getaffinity(0))
 

@@ -11,6 +11,8 @@ from werkzeug.test import Client
 
 from stack.wsgi import HEALTH_BODY, Stack, serve
 
+pytestmark = pytest.mark.app
+
 
 def plain_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """A WSGI app with no framework: it echoes the client and scheme it was given."""

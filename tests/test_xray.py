@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT, Engine
+from harness.engine import Engine
+from harness.paths import ROOT
 from tools.xray.accounts import read_accounts, resolve_user
 from tools.xray.facts import Facts
 from tools.xray.filesystem import read_archive
@@ -57,7 +58,7 @@ def printed(image: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     return found
 
 
-pytestmark = pytest.mark.timeout(REPORT_TIMEOUT + 20)
+pytestmark = [pytest.mark.image, pytest.mark.timeout(REPORT_TIMEOUT + 20)]
 
 
 def test_command_names_the_engine_the_fixtures_found(printed: dict[str, Any], engine: Engine,

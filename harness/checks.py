@@ -1,0 +1,48 @@
+"""What tests on several layers check alike: the error shape, the access log, the size budget.
+
+Plain asserts: tests/conftest.py has pytest rewrite them, so a failure shows its values.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+
+import requests
+
+from harness.engine import Engine
+from harness.server import Server
+
+# The default image's size may not grow past these (bytes): issue #3's 35 MB,
+# and for its unmet 15 MB compressed, the size measured in the README.
+MAX_UNCOMPRESSED = 35_000_000
+MAX_COMPRESSED = 16_700_000
+
+
+def access_log(server: Server) -> dict[str, dict]:
+    """The access log lines on the server's stdout, by request id."""
+    lines = [json.loads(line) for line in server.logs().splitlines()
+             if line.startswith('{"time"')]
+    return {line["request_id"]: line for line in lines}
+
+
+def assert_json_error(response: requests.Response, status: int, gunicorn: bool = False) -> None:
+    """An error in the one shape; Gunicorn's own have not read the request id."""
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert body["status"] == status
+    assert body["request_id"] == (None if gunicorn else response.headers["X-Request-ID"])
+    assert response.headers["X-Request-ID"]
+
+
+def assert_within_size_budget(engine: Engine, image: str) -> None:
+    """Uncompressed as the engine reports it; compressed as gzip's default level 6
+    compresses `save` (level 9 would flatter us)."""
+    size = int(engine("image", "inspect", "--format", "{{.Size}}", image))
+    saved = subprocess.run([engine.command, "save", image], capture_output=True, check=True,
+                           timeout=300).stdout
+    compressed = len(gzip.compress(saved, compresslevel=6))
+    assert size <= MAX_UNCOMPRESSED, f"{size:,} bytes uncompressed"
+    assert compressed <= MAX_COMPRESSED, f"{compressed:,} bytes compressed"

@@ -1,0 +1,82 @@
+"""The image run in a real container, published on a free loopback port."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass
+
+from harness.engine import Engine
+from harness.paths import TEST_APPS
+from harness.server import ServerError, free_port, wait_until_up
+
+
+@dataclass
+class Container:
+    engine: Engine
+    id: str
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def running(self) -> bool:
+        return self.inspect("{{.State.Running}}") == "true"
+
+    def inspect(self, template: str) -> str:
+        return self.engine("inspect", "--format", template, self.id)
+
+    def output(self) -> subprocess.CompletedProcess[str]:
+        """The container's stdout and stderr so far, apart."""
+        # errors="replace": the access log holds whatever bytes a client sent.
+        return subprocess.run([self.engine.command, "logs", self.id], capture_output=True,
+                              text=True, errors="replace", timeout=60)
+
+    def logs(self) -> str:
+        result = self.output()
+        return result.stdout + result.stderr
+
+    def exec(self, *command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([self.engine.command, "exec", self.id, *command],
+                              capture_output=True, text=True, timeout=60)
+
+    def remove(self) -> None:
+        self.engine("rm", "--force", self.id, check=False)
+
+    def terminate(self) -> None:
+        """SIGTERM to the main process, as `docker stop` sends first."""
+        self.engine("kill", "--signal", "TERM", self.id)
+
+    def stop(self, timeout: float = 20) -> int:
+        """`docker stop`: SIGTERM, then SIGKILL after the engine's default 10 s."""
+        self.engine("stop", self.id, timeout=timeout + 10)
+        return self.wait_exit(timeout)
+
+    def wait_exit(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.running():
+            if time.monotonic() > deadline:
+                raise ServerError(f"container still running after {timeout} s:\n{self.logs()}")
+            time.sleep(0.2)
+        return int(self.inspect("{{.State.ExitCode}}"))
+
+
+def start_container(engine: Engine, image: str, env: dict[str, str] | None = None,
+                    args: tuple[str, ...] = (), wait: bool = True,
+                    command: tuple[str, ...] = ()) -> Container:
+    """Run the image on a free loopback port, the test apps beside the app;
+    `args` go before the image, `command` after it."""
+    port = free_port()
+    options = [f"--env={key}={value}" for key, value in (env or {}).items()]
+    mounts = [f"--volume={path}:/srv/app/{path.name}:ro" for path in TEST_APPS.glob("*.py")]
+    cid = engine("run", "--detach", f"--publish=127.0.0.1:{port}:1300", *options,
+                 *mounts, *args, image, *command)
+    container = Container(engine, cid, port)
+    if wait:
+        try:
+            wait_until_up(container.base_url, container.running, container.logs)
+        except BaseException:
+            container.remove()
+            raise
+    return container

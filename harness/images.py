@@ -1,0 +1,47 @@
+"""The image: how every build is made, its tag, and how it is run hardened or cut down."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from harness.engine import Engine
+from harness.paths import ROOT
+
+IMAGE_TAG = "localhost/flask-stack:test"
+# What the image copies into /srv; the stack layer copies likewise.
+RUNTIME_FILES = ("app", "nginx", "stack", "supervisord.conf")
+SECCOMP_PROFILE = ROOT / "security" / "seccomp.json"
+# Every restriction at once, as a hardened deployment runs the image: the
+# whole contract and lifecycle suite runs under these too.
+HARDENED = ("--read-only", "--tmpfs=/tmp:rw,mode=1777", "--cap-drop=ALL",
+            "--security-opt=no-new-privileges", "--user=123456:0",
+            f"--security-opt=seccomp={SECCOMP_PROFILE}")
+# Gunicorn alone on TCP, without the entrypoint, Supervisord or Nginx (run
+# options, then the command after the image): the same config file, so the same
+# workers and threads; --bind on the command line replaces its UNIX socket.
+GUNICORN_ALONE = (("--entrypoint", "/opt/venv/bin/python", "--env", "STACK_RUN_DIR=/tmp"),
+                  ("-m", "gunicorn", "--config", "/srv/stack/gunicorn.conf.py",
+                   "--bind", "0.0.0.0:1300"))
+
+
+def build_image(engine: Engine, tag: str, target: str | None = None,
+                platform: str | None = None, base_image: str | None = None,
+                context: Path = ROOT, no_cache: bool = False) -> str:
+    """Build a target of the Dockerfile the way every test build is made."""
+    args = ["build", "--tag", tag]
+    if no_cache:
+        args.append("--no-cache")
+    if target:
+        args += ["--target", target]
+    if platform:
+        args += ["--platform", platform]
+    if engine.command == "podman":
+        args += ["--format", "docker"]  # Podman's OCI format would drop HEALTHCHECK
+    base_image = base_image or os.environ.get("BASE_IMAGE")
+    if base_image:
+        args += ["--build-arg", f"BASE_IMAGE={base_image}"]
+    if os.environ.get("PIP_CERT"):
+        args += ["--secret", f"id=ca_bundle,src={os.environ['PIP_CERT']}"]
+    engine(*args, str(context), timeout=1800)
+    return tag
