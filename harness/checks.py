@@ -18,6 +18,7 @@ from harness.server import Server
 # and for its unmet 15 MB compressed, the size measured in the README.
 MAX_UNCOMPRESSED = 35_000_000
 MAX_COMPRESSED = 16_700_000
+STOP_BUDGET_SECONDS = 10  # Docker's default before SIGKILL
 
 
 def access_log(server: Server) -> dict[str, dict]:

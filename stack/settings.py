@@ -117,11 +117,6 @@ def _absolute_path(raw: str) -> str:
     return raw.rstrip("/") or "/"
 
 
-def _or_none(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """Empty means unset: a property derives the value."""
-    return lambda raw: parse(raw) if raw else None
-
-
 def _networks(raw: str) -> tuple[str, ...]:
     items = [item for item in re.split(r"[\s,]+", raw) if item]
     return tuple(str(ipaddress.ip_network(item, strict=False)) for item in items)
@@ -193,8 +188,8 @@ class Settings:
         "/static", _url_path, "a URL path such as /static or /assets",
         "URL prefix Nginx serves files under; a file it does not have goes on to the app "
         "(a package's or blueprint's static folder).")
-    static_path: str | None = setting(
-        "", _or_none(_absolute_path), "an absolute directory path",
+    static_path: str = setting(
+        "", _absolute_path, "an absolute directory path",
         "Directory Nginx serves `STATIC_URL` from (no symlinks, nothing outside it).",
         default_doc="`APP_DIR`/static")
     max_body_size: int = setting(
@@ -219,10 +214,6 @@ class Settings:
     # Not settings: read from the machine at start.
     cpus: int = 1
     open_files: int = 1024
-
-    @property
-    def static_dir(self) -> str:
-        return self.static_path or os.path.join(self.app_dir, "static")
 
     # --- Gunicorn
 
@@ -309,6 +300,9 @@ def load(environ: Mapping[str, str] = os.environ, cgroup_root: Path = CGROUP_ROO
             # One more than the CPUs: Nginx and a worker's I/O waits leave CPU
             # time that a third process uses (+13 to +32 % req/s on 2 CPUs).
             values["web_concurrency"] = max(2, cpus + 1)
+            continue
+        if item.name == "STATIC_PATH" and not raw:
+            values["static_path"] = os.path.join(values["app_dir"], "static")
             continue
         try:
             values[item.name.lower()] = item.parse(raw)

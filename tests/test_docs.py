@@ -12,7 +12,6 @@ page that states a number no claim checks should say it without the number.
 
 from __future__ import annotations
 
-import ast
 import configparser
 import math
 import re
@@ -25,17 +24,18 @@ from typing import Any
 import gunicorn.util
 import pytest
 from gunicorn.config import LimitRequestFields
-from test_deploy import (
-    K8S_VERSIONS,
+
+import stack.settings
+from harness.checks import MAX_COMPRESSED, MAX_UNCOMPRESSED, STOP_BUDGET_SECONDS
+from harness.deployfiles import (
+    KUBERNETES_MINIMUM,
     compose,
     deployment_container,
     haproxy,
     manifest,
 )
-
-import stack.settings
-from conftest import ROOT
-from stack import entrypoint
+from harness.paths import ROOT
+from stack import entrypoint, watchdog
 from stack.settings import SETTINGS, Settings, load
 
 pytestmark = pytest.mark.app
@@ -174,16 +174,6 @@ def start(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, environ: Mapping[str,
     )
 
 
-def constant(path: Path, name: str) -> Any:
-    """A module-level constant, read without importing (some modules need their
-    container's environment to import)."""
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.Assign) and any(
-                isinstance(target, ast.Name) and target.id == name for target in node.targets):
-            return ast.literal_eval(node.value)
-    raise AssertionError(f"{name} is not a constant of {path}")
-
-
 def flat(path: Path) -> str:
     """A page's text with whitespace collapsed; in YAML, comment lines joined up."""
     text = path.read_text()
@@ -237,18 +227,16 @@ def claims(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Claim]:
     (balancer_address,) = [network["ipv4_address"] for network in
                            compose()["services"]["balancer"]["networks"].values()]
     times = r"\N{MULTIPLICATION SIGN}"
-    minimal = ROOT / "tests" / "test_minimal.py"
     return [
         # README
         Claim(r"\bport \**(\d+)", (default.settings.port,), ("README.md",)),
         Claim(r"\| Ports \| only (\d+);", (default.settings.port,), ("README.md",)),
         Claim(r"Nginx opens (\d+) only once", (default.settings.port,), ("README.md",)),
         Claim(r"exits 0 within Docker's (\d+) s",
-              (constant(ROOT / "tests" / "test_lifecycle.py", "STOP_BUDGET_SECONDS"),),
+              (STOP_BUDGET_SECONDS,),
               ("README.md",)),
         Claim(r"crashes (\d+) times in (\d+) s",
-              (constant(ROOT / "stack" / "watchdog.py", "CRASHES"),
-               constant(ROOT / "stack" / "watchdog.py", "CRASH_WINDOW_SECONDS")), ("README.md",)),
+              (watchdog.CRASHES, watchdog.CRASH_WINDOW_SECONDS), ("README.md",)),
         Claim(r"`MAX_REQUESTS` \(([\d,]+) \+ up to (\d+) % jitter\)",
               (max_requests, int(jitter)), ("README.md",)),
         Claim(r"plus up to (\d+)% jitter", (int(jitter),), ("README.md",)),
@@ -261,7 +249,7 @@ def claims(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Claim]:
         Claim(r"Nginx waits (\d+) s longer", (nginx_wait - timeout,), ("README.md",)),
         Claim(r"(\w+) hardened replicas behind HAProxy", (WORDS[app["deploy"]["replicas"]],),
               ("README.md", "docs/deployment.md")),
-        Claim(r"Kubernetes (\d+\.\d+) or later", (K8S_VERSIONS[0].rsplit(".", 1)[0],),
+        Claim(r"Kubernetes (\d+\.\d+) or later", (KUBERNETES_MINIMUM.rsplit(".", 1)[0],),
               ("README.md", "docs/deployment.md")),
         # docs/deployment.md: the stop
         Claim(r"each with (\d+) s to spare", (spare,), ("docs/deployment.md",)),
@@ -305,9 +293,9 @@ def claims(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Claim]:
         Claim(r"`MAX_REQUESTS` ([\d,]+), with up to (\d+) % jitter",
               (max_requests, int(jitter)), ("docs/performance.md",)),
         Claim(r"The uncompressed one, ([\d.]+) MB, is met",
-              (f"{constant(minimal, 'MAX_UNCOMPRESSED') / 1e6:g}",), ("docs/hardening.md",)),
+              (f"{MAX_UNCOMPRESSED / 1e6:g}",), ("docs/hardening.md",)),
         Claim(r"compressed image under ([\d.]+) MB",
-              (f"{constant(minimal, 'MAX_COMPRESSED') / 1e6:g}",), ("docs/hardening.md",)),
+              (f"{MAX_COMPRESSED / 1e6:g}",), ("docs/hardening.md",)),
         # The comments of compose.yaml and deploy/kubernetes/
         Claim(r"at least \d+: (\d+) here", (compose_workers,), ("compose.yaml",)),
         Claim(r"answers 503 for (\d+) s while", (drain,), ("compose.yaml",)),

@@ -10,9 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from harness.checks import access_log, assert_json_error
-
-STOP_BUDGET_SECONDS = 10  # Docker's default before SIGKILL
+from harness.checks import STOP_BUDGET_SECONDS, access_log, assert_json_error
 
 
 @pytest.mark.parametrize(("name", "value", "accepted"), [
