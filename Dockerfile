@@ -12,18 +12,25 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 nginx ca-certificates \
  && rm -rf /var/lib/apt/lists/* /var/log/*
 
-# The app's virtual environment, from the lock file only (hashes required).
+# One virtual environment from two lock files (hashes required): the stack's
+# own and the app's. A package both pin must be pinned alike, and together they
+# must satisfy every requirement (pip check).
 FROM debian AS venv
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3-pip \
  && rm -rf /var/lib/apt/lists/*
-COPY app/requirements.txt /tmp/requirements.txt
+COPY stack/requirements.txt /tmp/stack-requirements.txt
+COPY app/requirements.txt /tmp/app-requirements.txt
 # The CA bundle is mounted for this step only; the image never keeps it.
 RUN --mount=type=secret,id=ca_bundle,required=false \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
  && python3 -m venv --without-pip /opt/venv \
- && pip --python /opt/venv/bin/python install --no-cache-dir --disable-pip-version-check \
-        --require-hashes --no-deps -r /tmp/requirements.txt
+ && if ! { pip --python /opt/venv/bin/python install --no-cache-dir --disable-pip-version-check \
+             --require-hashes --no-deps -r /tmp/stack-requirements.txt -r /tmp/app-requirements.txt \
+           && pip --python /opt/venv/bin/python check; }; then \
+      echo "app/requirements.txt does not fit stack/requirements.txt: lock it with" \
+           "-c stack/requirements.txt (README, Your own Flask app)" >&2; exit 1; \
+    fi
 # Libraries as bytecode only, without their test suites: half the size; then
 # the pure-Python ones in one zip. The app keeps its source, so its tracebacks
 # show their lines.
@@ -37,7 +44,11 @@ RUN python3 -m compileall -q -b -j 0 --invalidation-mode unchecked-hash /opt/ven
 FROM debian AS rootfs
 COPY --from=venv /opt/venv /opt/venv
 COPY image/rootfs.py /tmp/rootfs.py
-RUN python3 /tmp/rootfs.py /rootfs --scan /opt/venv
+# And Flask's instance folder, where the app keeps its data: the runtime user's
+# and group 0's (setgid, group-writable), so a volume there is writable by any
+# UID in group 0 (`--user 123456:0`, OpenShift) as by the default user.
+RUN python3 /tmp/rootfs.py /rootfs --scan /opt/venv \
+ && install -d -m 2775 /app-data/instance
 
 FROM scratch AS minimal
 COPY --from=rootfs /rootfs /
@@ -47,6 +58,9 @@ COPY supervisord.conf /srv/
 COPY nginx /srv/nginx
 COPY stack /srv/stack
 COPY app /srv/app
+COPY --from=rootfs --chown=10001:0 /app-data/ /srv/app/
+# `docker exec` and commands run where the app is, as in its project directory.
+WORKDIR /srv/app
 ENV PATH=/opt/venv/bin:/usr/bin:/usr/sbin \
     PYTHONPATH=/srv \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -54,9 +68,11 @@ ENV PATH=/opt/venv/bin:/usr/bin:/usr/sbin \
     LANG=C.UTF-8
 USER 10001:10001
 EXPOSE 1300
+# -P: the working directory (the app's) is not on the stack's own import path,
+# so an app module never shadows a module of the stack's.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["/opt/venv/bin/python", "-m", "stack.healthcheck"]
-ENTRYPOINT ["/opt/venv/bin/python", "-m", "stack.entrypoint"]
+    CMD ["/opt/venv/bin/python", "-P", "-m", "stack.healthcheck"]
+ENTRYPOINT ["/opt/venv/bin/python", "-P", "-m", "stack.entrypoint"]
 
 # For troubleshooting: the same image plus BusyBox's shell and tools.
 FROM debian AS busybox

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from harness.engine import Engine
@@ -11,6 +12,8 @@ from harness.paths import ROOT
 IMAGE_TAG = "localhost/flask-stack:test"
 # What the image copies into /srv; the stack layer copies likewise.
 RUNTIME_FILES = ("app", "nginx", "stack", "supervisord.conf")
+# The lock files the image installs into its one venv: the stack's, then the app's.
+LOCKS = (ROOT / "stack" / "requirements.txt", ROOT / "app" / "requirements.txt")
 SECCOMP_PROFILE = ROOT / "security" / "seccomp.json"
 # Every restriction at once, as a hardened deployment runs the image: the
 # whole contract and lifecycle suite runs under these too.
@@ -23,6 +26,13 @@ HARDENED = ("--read-only", "--tmpfs=/tmp:rw,mode=1777", "--cap-drop=ALL",
 GUNICORN_ALONE = (("--entrypoint", "/opt/venv/bin/python", "--env", "STACK_RUN_DIR=/tmp"),
                   ("-m", "gunicorn", "--config", "/srv/stack/gunicorn.conf.py",
                    "--bind", "0.0.0.0:1300"))
+
+
+def locked() -> dict[str, str]:
+    """Every distribution the locks pin, by its name as written there: its version."""
+    return {name: version for lock in LOCKS
+            for name, version in re.findall(r"^([A-Za-z0-9._-]+)==([^ ;]+)", lock.read_text(),
+                                            re.M)}
 
 
 def build_image(engine: Engine, tag: str, target: str | None = None,

@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO
 
-from harness.images import RUNTIME_FILES
+from harness.images import RUNTIME_FILES, locked
 from harness.paths import ROOT, TEST_APPS
 from harness.procfs import proc_stats
 from harness.server import ServerError, free_port, wait_until_up
@@ -153,13 +153,12 @@ def install_stack(install: Path) -> Path:
     for test_app in TEST_APPS.glob("*.py"):  # beside the app, as a user adds a module
         shutil.copy(test_app, install / "app")
     site = install / "site-packages"
-    for line in (ROOT / "app" / "requirements.txt").read_text().splitlines():
-        if line and line[0].isalpha():
-            dist = metadata.distribution(line.split("==")[0])
-            for file in dist.files or ():
-                target = site / file
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(dist.locate_file(file), target)
+    for name in locked():
+        dist = metadata.distribution(name)
+        for file in dist.files or ():
+            target = site / file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(dist.locate_file(file), target)
     for path in [install, *install.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     return install

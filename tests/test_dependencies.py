@@ -7,16 +7,16 @@ import sys
 
 import pytest
 
-from harness.paths import ROOT
+from harness.images import LOCKS
 
-# The app's lock: pip-audit alone, no Nginx and no engine.
+# The locks: pip-audit alone, no Nginx and no engine.
 pytestmark = pytest.mark.app
 
 
 def test_locked_dependencies_have_no_known_vulnerabilities() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pip_audit", "--require-hashes", "--disable-pip",
-         "--progress-spinner", "off", "-r", str(ROOT / "app" / "requirements.txt")],
+         "--progress-spinner", "off", *(f"--requirement={lock}" for lock in LOCKS)],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -17,8 +17,7 @@ import pytest
 
 from harness.checks import assert_within_size_budget
 from harness.engine import Engine
-from harness.images import build_image
-from harness.paths import ROOT
+from harness.images import build_image, locked
 from image.rootfs import EXCLUDED_EXTENSIONS, EXCLUDED_STDLIB, UNUSABLE_STDLIB
 from image.zip_packages import ZIP_NAME
 
@@ -141,9 +140,7 @@ def test_every_python_distribution_has_its_dist_info(files: Files) -> None:
     assert {"flask", "gunicorn"} <= zipped
     unclaimed = {name for name in (top_level | zipped) - recorded if not name.endswith(".pth")}
     assert not unclaimed
-    locked = re.findall(r"^([a-z0-9-]+)==([^ ;]+)", (ROOT / "app/requirements.txt").read_text(),
-                        re.M)
-    for name, version in locked:
+    for name, version in locked().items():
         dist_info = f"{site}{name.replace('-', '_')}-{version}.dist-info/METADATA"
         assert dist_info in files.members, dist_info
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from harness.engine import Engine
+from harness.images import locked
 from harness.paths import ROOT
 from tools.xray.accounts import read_accounts, resolve_user
 from tools.xray.facts import Facts
@@ -112,9 +113,7 @@ def test_debian_packages_with_versions(facts: Facts) -> None:
 
 
 def test_python_distributions_match_the_lock(facts: Facts) -> None:
-    pins = dict(re.findall(r"^([A-Za-z0-9._-]+)==(\S+)",
-                           (ROOT / "app" / "requirements.txt").read_text(), re.M))
-    pins = {normalize(name): version for name, version in pins.items()}
+    pins = {normalize(name): version for name, version in locked().items()}
     found = {normalize(d.name): d.version for d in facts.distributions}
     for name in PINNED:
         assert found.get(name) == pins[name], name
