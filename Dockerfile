@@ -45,10 +45,10 @@ FROM debian AS rootfs
 COPY --from=venv /opt/venv /opt/venv
 COPY image/rootfs.py /tmp/rootfs.py
 # And Flask's instance folder, where the app keeps its data: the runtime user's
-# and group 0's (setgid, group-writable), so a volume there is writable by any
-# UID in group 0 (`--user 123456:0`, OpenShift) as by the default user.
+# and group 0's, group-writable, so a volume there is writable by any UID in
+# group 0 (`--user 123456:0`, the OpenShift convention) as by the default user.
 RUN python3 /tmp/rootfs.py /rootfs --scan /opt/venv \
- && install -d -m 2775 /app-data/instance
+ && install -d -m 775 /app-data/instance
 
 FROM scratch AS minimal
 COPY --from=rootfs /rootfs /
