@@ -9,7 +9,8 @@ from pathlib import Path
 from harness.engine import Engine
 from harness.paths import ROOT
 
-IMAGE_TAG = "localhost/flask-stack:test"
+# IMAGE_TAG: so that two checkouts testing at once do not tag over each other's image.
+IMAGE_TAG = os.environ.get("IMAGE_TAG") or "localhost/flask-stack:test"
 # What the image copies into /srv; the stack layer copies likewise.
 RUNTIME_FILES = ("app", "nginx", "stack", "supervisord.conf")
 # The lock files the image installs into its one venv: the stack's, then the app's.
