@@ -47,6 +47,7 @@ class LocalStack(LocalServer):
     install: Path
     work: Path
     env: dict[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] = ()  # run instead of the server, as `docker run IMAGE COMMAND`
 
     @property
     def log_path(self) -> Path:
@@ -71,7 +72,7 @@ class LocalStack(LocalServer):
         if user:
             os.fchown(write_end, pwd.getpwnam(user).pw_uid, -1)
         self.process = subprocess.Popen(
-            [stack_python(), "-m", "stack.entrypoint"],
+            [stack_python(), "-P", "-m", "stack.entrypoint", *self.command],
             cwd=self.work, env=env, stdout=write_end, stderr=write_end,
             user=user, start_new_session=True,
         )

@@ -80,8 +80,8 @@ def start_stack(stack_install: Path, scratch: Path) -> Iterator:
     """Start a stack with extra settings: start_stack(TIMEOUT="5", wait=False)."""
     started: list[LocalStack] = []
 
-    def start(wait: bool = True, **env: str) -> LocalStack:
-        stack = LocalStack(stack_install, work_dir(scratch), env)
+    def start(wait: bool = True, command: tuple[str, ...] = (), **env: str) -> LocalStack:
+        stack = LocalStack(stack_install, work_dir(scratch), env, command)
         started.append(stack)
         return stack.start(wait)
 
@@ -154,10 +154,43 @@ def server(request: pytest.FixtureRequest) -> Server:
 
 
 @pytest.fixture(params=LAYER_PARAMS)
-def launch(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
-    """Start a fresh stack or container with settings: launch(TIMEOUT="5")."""
-    if request.param == "stack":
-        return request.getfixturevalue("start_stack")
+def launch(request: pytest.FixtureRequest, scratch: Path):  # type: ignore[no-untyped-def]
+    """Start a fresh stack or container with settings: launch(TIMEOUT="5").
+
+    app={"app.py": ..., "prestart.py": ...} gives it an app directory of its own
+    (APP_DIR); command=(...) runs that instead of the server (wait=False then).
+    launch.python is the layer's Python command."""
+    layer = request.param
+
+    def app_dir(files: dict[str, str]) -> Path:
+        path = Path(tempfile.mkdtemp(dir=scratch))
+        path.chmod(0o755)
+        for name, text in files.items():
+            (path / name).write_text(text)
+            (path / name).chmod(0o644)
+        return path
+
+    if layer == "stack":
+        start_stack = request.getfixturevalue("start_stack")
+
+        def start(wait: bool = True, app: dict[str, str] | None = None,
+                  command: tuple[str, ...] = (), **env: str) -> Server:
+            if app:
+                env["APP_DIR"] = str(app_dir(app))
+            return start_stack(wait, command, **env)
+
+        start.python = stack_python()  # type: ignore[attr-defined]
+        return start
     run_container = request.getfixturevalue("run_container")
-    args = HARDENED if request.param == "hardened" else ()
-    return lambda wait=True, **env: run_container(env=env, args=args, wait=wait)
+    hardening = HARDENED if layer == "hardened" else ()
+
+    def run(wait: bool = True, app: dict[str, str] | None = None,
+            command: tuple[str, ...] = (), **env: str) -> Server:
+        args = hardening
+        if app:
+            env["APP_DIR"] = "/srv/custom"
+            args = (f"--volume={app_dir(app)}:/srv/custom:ro", *args)
+        return run_container(env=env, args=args, wait=wait, command=command)
+
+    run.python = "python"  # type: ignore[attr-defined]
+    return run
