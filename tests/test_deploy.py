@@ -303,6 +303,7 @@ def test_guide_timeout_table_matches_the_files() -> None:
         "KEEPALIVE_TIMEOUT": [defaults.keepalive_timeout, in_compose.keepalive_timeout,
                               in_kubernetes.keepalive_timeout],
         "proxy_read_timeout": [defaults.proxy_timeout, defaults.timeout + 5],
+        "WEBSOCKET_TIMEOUT": [defaults.websocket_timeout, balancer["timeouts"]["tunnel"]],
         "keepalive_timeout": [defaults.upstream_keepalive],
         "keepalive": [defaults.gunicorn_keepalive],
         "TIMEOUT": [defaults.timeout, in_compose.timeout, in_kubernetes.timeout],
