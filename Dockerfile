@@ -3,6 +3,8 @@
 # Behind a TLS-intercepting proxy: --secret id=ca_bundle,src=/path/to/ca-bundle.pem
 # Targets: the default is the minimal image; `--target debug` adds a shell and tools.
 ARG BASE_IMAGE=debian:trixie-slim
+# The app's directory in the build context: `--build-arg APP_SOURCE=examples/package`.
+ARG APP_SOURCE=app
 
 # Python 3.13 and Nginx from Debian, at trixie's current security updates
 # (the upgrade covers what the base image already had, such as libzstd1).
@@ -16,11 +18,12 @@ RUN apt-get update \
 # own and the app's. A package both pin must be pinned alike, and together they
 # must satisfy every requirement (pip check).
 FROM debian AS venv
+ARG APP_SOURCE
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3-pip \
  && rm -rf /var/lib/apt/lists/*
 COPY stack/requirements.txt /tmp/stack-requirements.txt
-COPY app/requirements.txt /tmp/app-requirements.txt
+COPY ${APP_SOURCE}/requirements.txt /tmp/app-requirements.txt
 # The CA bundle is mounted for this step only; the image never keeps it.
 RUN --mount=type=secret,id=ca_bundle,required=false \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
@@ -51,13 +54,14 @@ RUN python3 /tmp/rootfs.py /rootfs --scan /opt/venv \
  && install -d -m 775 /app-data/instance
 
 FROM scratch AS minimal
+ARG APP_SOURCE
 COPY --from=rootfs /rootfs /
 COPY --from=venv /opt/venv /opt/venv
 # The stack first, the app last: a change to the app rebuilds one small layer.
 COPY supervisord.conf /srv/
 COPY nginx /srv/nginx
 COPY stack /srv/stack
-COPY app /srv/app
+COPY ${APP_SOURCE} /srv/app
 COPY --from=rootfs --chown=10001:0 /app-data/ /srv/app/
 # `docker exec` and commands run where the app is, as in its project directory.
 WORKDIR /srv/app
