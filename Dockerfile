@@ -1,68 +1,73 @@
 # Flask on Gunicorn behind Nginx, kept up by Supervisord; publishes port 1300.
 # Build: docker build -t flask-stack .   (podman: add --format docker to keep HEALTHCHECK)
 # Behind a TLS-intercepting proxy: --secret id=ca_bundle,src=/path/to/ca-bundle.pem
-# Targets: the default is the minimal image; `--target debug` adds a shell and tools.
+# Targets: the default is the runtime plus the app in app/; `runtime` is the
+# stack without an app and `builder` what adds one to it (examples/external);
+# `debug` is the default plus a shell and tools.
 ARG BASE_IMAGE=debian:trixie-slim
 # The app's directory in the build context: `--build-arg APP_SOURCE=examples/package`.
 ARG APP_SOURCE=app
+# The stack's version (CHANGELOG.md), and what the labels say of the build.
+ARG VERSION=1.0.0
+ARG REVISION=unknown
+ARG SOURCE=local
+# Debian trixie's: the builder stops if its Python or Nginx is another.
+ARG PYTHON_VERSION=3.13
+ARG NGINX_VERSION=1.26
 
-# Python 3.13 and Nginx from Debian, at trixie's current security updates
-# (the upgrade covers what the base image already had, such as libzstd1).
+# Python and Nginx from Debian, at trixie's current security updates (the
+# upgrade covers what the base image already had, such as libzstd1).
 FROM ${BASE_IMAGE} AS debian
 RUN apt-get update \
  && apt-get upgrade -y \
  && apt-get install -y --no-install-recommends python3 nginx ca-certificates \
  && rm -rf /var/lib/apt/lists/* /var/log/*
 
-# One virtual environment from two lock files (hashes required): the stack's
-# own and the app's. A package both pin must be pinned alike, and together they
-# must satisfy every requirement (pip check).
-FROM debian AS venv
-ARG APP_SOURCE
+# The builder: Debian's Python with pip, the stack's virtual environment, the
+# runtime's root filesystem, and flask-stack-add, which adds an app's locked
+# dependencies to them.
+FROM debian AS builder
+ARG PYTHON_VERSION
+ARG NGINX_VERSION
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3-pip \
- && rm -rf /var/lib/apt/lists/*
-COPY stack/requirements.txt /tmp/stack-requirements.txt
-COPY ${APP_SOURCE}/requirements.txt /tmp/app-requirements.txt
-# The CA bundle is mounted for this step only; the image never keeps it.
+ && rm -rf /var/lib/apt/lists/* \
+ && python3 -c "import sys; assert sys.version.startswith('${PYTHON_VERSION}.'), sys.version" \
+ && nginx -v 2>/tmp/nginx-version && grep -q "nginx/${NGINX_VERSION}\." /tmp/nginx-version
+# The stack's own lock (hashes required) as bytecode, pure-Python packages
+# zipped. The CA bundle is mounted for this step only; no image keeps it.
+COPY stack/requirements.txt /opt/stack/requirements.txt
+COPY image/packages.py /opt/stack/image/packages.py
 RUN --mount=type=secret,id=ca_bundle,required=false \
-    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
- && python3 -m venv --without-pip /opt/venv \
- && if ! { pip --python /opt/venv/bin/python install --no-cache-dir --disable-pip-version-check \
-             --require-hashes --no-deps -r /tmp/stack-requirements.txt -r /tmp/app-requirements.txt \
-           && pip --python /opt/venv/bin/python check; }; then \
-      echo "app/requirements.txt does not fit stack/requirements.txt: lock it with" \
-           "-c stack/requirements.txt (README, Your own Flask app)" >&2; exit 1; \
-    fi
-# Libraries as bytecode only, without their test suites: half the size; then
-# the pure-Python ones in one zip. The app keeps its source, so its tracebacks
-# show their lines.
-COPY image/zip_packages.py /tmp/zip_packages.py
-RUN python3 -m compileall -q -b -j 0 --invalidation-mode unchecked-hash /opt/venv/lib \
- && find /opt/venv/lib -name '*.py' -delete \
- && find /opt/venv/lib \( -name __pycache__ -o -name tests \) -type d -prune -exec rm -rf {} + \
- && python3 /tmp/zip_packages.py /opt/venv/lib/python3*/site-packages
-
-# Only what runs: Python, Nginx, the libraries their binaries load, package metadata.
-FROM debian AS rootfs
-COPY --from=venv /opt/venv /opt/venv
-COPY image/rootfs.py /tmp/rootfs.py
-# And Flask's instance folder, where the app keeps its data: the runtime user's
-# and group 0's, group-writable, so a volume there is writable by any UID in
-# group 0 (`--user 123456:0`, the OpenShift convention) as by the default user.
-RUN python3 /tmp/rootfs.py /rootfs --scan /opt/venv \
+    python3 /opt/stack/image/packages.py /opt/venv /opt/stack/requirements.txt
+# Only what runs: Python, Nginx, the libraries their binaries load, package
+# metadata. And Flask's instance folder, where an app keeps its data: the
+# runtime user's and group 0's, group-writable, so a volume there is writable
+# by any UID in group 0 (`--user 123456:0`, OpenShift's convention) too.
+COPY image/rootfs.py /opt/stack/image/rootfs.py
+RUN python3 /opt/stack/image/rootfs.py /rootfs --scan /opt/venv \
  && install -d -m 775 /app-data/instance
+COPY --chmod=755 image/add.py /opt/stack/image/add.py
+RUN ln -s /opt/stack/image/add.py /usr/local/bin/flask-stack-add
+ARG VERSION
+ARG REVISION
+ARG SOURCE
+LABEL org.opencontainers.image.title="flask-stack builder" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="MIT" \
+      io.flask-stack.python.version="${PYTHON_VERSION}" \
+      io.flask-stack.nginx.version="${NGINX_VERSION}"
 
-FROM scratch AS minimal
-ARG APP_SOURCE
-COPY --from=rootfs /rootfs /
-COPY --from=venv /opt/venv /opt/venv
-# The stack first, the app last: a change to the app rebuilds one small layer.
+# The runtime: the stack with no app.
+FROM scratch AS runtime
+COPY --from=builder /rootfs /
+COPY --from=builder /opt/venv /opt/venv
 COPY supervisord.conf /srv/
 COPY nginx /srv/nginx
 COPY stack /srv/stack
-COPY ${APP_SOURCE} /srv/app
-COPY --from=rootfs --chown=10001:0 /app-data/ /srv/app/
+COPY --from=builder --chown=10001:0 /app-data/ /srv/app/
 # `docker exec` and commands run where the app is, as in its project directory.
 WORKDIR /srv/app
 ENV PATH=/opt/venv/bin:/usr/bin:/usr/sbin \
@@ -77,6 +82,30 @@ EXPOSE 1300
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
     CMD ["/opt/venv/bin/python", "-P", "-m", "stack.healthcheck"]
 ENTRYPOINT ["/opt/venv/bin/python", "-P", "-m", "stack.entrypoint"]
+ARG VERSION
+ARG REVISION
+ARG SOURCE
+ARG PYTHON_VERSION
+ARG NGINX_VERSION
+LABEL org.opencontainers.image.title="flask-stack" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="MIT" \
+      io.flask-stack.python.version="${PYTHON_VERSION}" \
+      io.flask-stack.nginx.version="${NGINX_VERSION}"
+
+# The app's dependencies, added as any user's are (examples/external).
+FROM builder AS app-dependencies
+ARG APP_SOURCE
+COPY ${APP_SOURCE}/requirements.txt /tmp/requirements.txt
+RUN --mount=type=secret,id=ca_bundle,required=false flask-stack-add /tmp/requirements.txt
+
+# The runtime plus the app: the app last, so a change to it rebuilds one small layer.
+FROM runtime AS app
+ARG APP_SOURCE
+COPY --from=app-dependencies /added/ /
+COPY ${APP_SOURCE} /srv/app
 
 # For troubleshooting: the same image plus BusyBox's shell and tools.
 FROM debian AS busybox
@@ -84,11 +113,11 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends busybox-static \
  && rm -rf /var/lib/apt/lists/*
 
-FROM minimal AS debug
+FROM app AS debug
 COPY --from=busybox /bin/busybox /usr/bin/busybox
 USER 0
 RUN ["/usr/bin/busybox", "--install", "-s", "/usr/bin"]
 USER 10001:10001
 
 # The default target.
-FROM minimal
+FROM app

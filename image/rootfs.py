@@ -189,8 +189,9 @@ def copy_copyright(package: str, stanzas: dict[str, str], target: Path) -> None:
     copy(str(docs / owner / "copyright"), target, set())
 
 
-def write_metadata(target: Path, copied: set[str]) -> None:
-    """status.d entries, md5sums of the copied files, and copyright files, per package."""
+def write_metadata(target: Path, copied: set[str], only_with: set[str] | None = None) -> None:
+    """status.d entries, md5sums of the copied files, and copyright files, per package;
+    with `only_with`, for the packages that own one of those paths alone (add.py)."""
     owners = package_owners()
     stanzas = status_stanzas()
     files_by_package: dict[str, list[str]] = {}
@@ -198,6 +199,9 @@ def write_metadata(target: Path, copied: set[str]) -> None:
         package = GENERATED.get(path) or owners.get(path)
         if package:
             files_by_package.setdefault(package, []).append(path)
+    if only_with is not None:
+        files_by_package = {package: paths for package, paths in files_by_package.items()
+                            if only_with.intersection(paths)}
     status_dir = target / "var/lib/dpkg/status.d"
     status_dir.mkdir(parents=True, exist_ok=True)
     for package, paths in sorted(files_by_package.items()):

@@ -18,8 +18,8 @@ import pytest
 from harness.checks import assert_within_size_budget
 from harness.engine import Engine
 from harness.images import build_image, locked
+from image.packages import APP_ZIP, STACK_ZIP
 from image.rootfs import EXCLUDED_EXTENSIONS, EXCLUDED_STDLIB, UNUSABLE_STDLIB
-from image.zip_packages import ZIP_NAME
 
 pytestmark = pytest.mark.image
 
@@ -133,12 +133,16 @@ def test_every_python_distribution_has_its_dist_info(files: Files) -> None:
             for line in files.read(path).decode().splitlines():
                 recorded.add(line.split("/")[0].split(",")[0])
     top_level = {p[len(site):].split("/")[0] for p in files.members
-                 if p.startswith(site) and p != site.rstrip("/")} - {ZIP_NAME}
-    # The pure-Python packages are in the zip, each must be claimed all the same.
-    with zipfile.ZipFile(io.BytesIO(files.read(site + ZIP_NAME))) as archive:
-        zipped = {name.split("/")[0] for name in archive.namelist()}
-    assert {"flask", "gunicorn"} <= zipped
-    unclaimed = {name for name in (top_level | zipped) - recorded if not name.endswith(".pth")}
+                 if p.startswith(site) and p != site.rstrip("/")} - {STACK_ZIP, APP_ZIP}
+    # The pure-Python packages are in the zips (the stack's, the app's), each
+    # must be claimed all the same.
+    zipped: dict[str, set[str]] = {}
+    for name in (STACK_ZIP, APP_ZIP):
+        with zipfile.ZipFile(io.BytesIO(files.read(site + name))) as archive:
+            zipped[name] = {entry.split("/")[0] for entry in archive.namelist()}
+    assert "gunicorn" in zipped[STACK_ZIP] and "flask" in zipped[APP_ZIP]
+    unclaimed = {name for name in top_level.union(*zipped.values()) - recorded
+                 if not name.endswith(".pth")}
     assert not unclaimed
     for name, version in locked().items():
         dist_info = f"{site}{name.replace('-', '_')}-{version}.dist-info/METADATA"
