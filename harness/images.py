@@ -15,6 +15,11 @@ IMAGE_TAG = os.environ.get("IMAGE_TAG") or "localhost/flask-stack:test"
 RUNTIME_FILES = ("app", "nginx", "stack", "supervisord.conf")
 # The lock files the image installs into its one venv: the stack's, then the app's.
 LOCKS = (ROOT / "stack" / "requirements.txt", ROOT / "app" / "requirements.txt")
+# The two images a project of its own builds on (examples/external's Dockerfile
+# names them), and that project.
+BUILDER_TAG, RUNTIME_TAG = "flask-stack:builder", "flask-stack:runtime"
+EXTERNAL = ROOT / "examples" / "external"
+EXTERNAL_LOCKS = (LOCKS[0], EXTERNAL / "requirements.txt")
 SECCOMP_PROFILE = ROOT / "security" / "seccomp.json"
 # Every restriction at once, as a hardened deployment runs the image: the
 # whole contract and lifecycle suite runs under these too.
@@ -29,9 +34,9 @@ GUNICORN_ALONE = (("--entrypoint", "/opt/venv/bin/python", "--env", "STACK_RUN_D
                    "--bind", "0.0.0.0:1300"))
 
 
-def locked() -> dict[str, str]:
+def locked(locks: tuple[Path, ...] = LOCKS) -> dict[str, str]:
     """Every distribution the locks pin, by its name as written there: its version."""
-    return {name: version for lock in LOCKS
+    return {name: version for lock in locks
             for name, version in re.findall(r"^([A-Za-z0-9._-]+)==([^ ;]+)", lock.read_text(),
                                             re.M)}
 

@@ -42,15 +42,23 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
+def installed() -> set[str]:
+    listing = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\n"], capture_output=True,
+                             text=True, check=True).stdout
+    return set(listing.split())
+
+
 def install_packages(packages: list[str]) -> list[str]:
-    """apt-get install the extra Debian packages; every file they hold."""
+    """apt-get install the extra Debian packages; every file of each package that came
+    (a name apt resolves, such as libmagic1 for libmagic1t64, and their dependencies)."""
     if not packages:
         return []
+    before = installed()
     subprocess.run(["apt-get", "update"], check=True)
     subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *packages],
                    check=True)
     files = []
-    for package in packages:
+    for package in sorted(installed() - before):
         listing = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True,
                                  check=True).stdout.splitlines()
         files += [path for path in listing if os.path.isfile(path) or os.path.islink(path)]

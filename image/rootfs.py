@@ -106,7 +106,9 @@ def copy(path: str, target: Path, copied: set[str]) -> None:
     if os.path.islink(path):
         link = os.readlink(path)
         destination.symlink_to(link)
-        copy(str(Path(path).parent / link), target, copied)
+        linked = Path(path).parent / link
+        if not linked.is_dir():  # a directory's files are copied each on its own
+            copy(str(linked), target, copied)
     else:
         shutil.copy2(path, destination)
 

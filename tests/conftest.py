@@ -18,7 +18,14 @@ import pytest
 import harness.engine
 from harness.containers import Container, start_container
 from harness.engine import Engine, EngineError
-from harness.images import HARDENED, IMAGE_TAG, build_image
+from harness.images import (
+    BUILDER_TAG,
+    EXTERNAL,
+    HARDENED,
+    IMAGE_TAG,
+    RUNTIME_TAG,
+    build_image,
+)
 from harness.local import LocalStack, StackUnavailable, install_stack, stack_python, work_dir
 from harness.server import Server, wait_until_up
 
@@ -113,6 +120,18 @@ def engine(require: Callable[[object, str], None]) -> Engine:
 @pytest.fixture(scope="session")
 def image(engine: Engine) -> str:
     return build_image(engine, IMAGE_TAG)
+
+
+@pytest.fixture(scope="session")
+def stack_images(engine: Engine) -> tuple[str, str]:
+    """The builder and runtime targets, under the names a project's Dockerfile uses."""
+    return build_image(engine, BUILDER_TAG, "builder"), build_image(engine, RUNTIME_TAG, "runtime")
+
+
+@pytest.fixture(scope="session")
+def external_image(engine: Engine, stack_images: tuple[str, str]) -> str:
+    """examples/external, built from its own directory on the two stack images."""
+    return build_image(engine, "localhost/flask-stack-external:test", context=EXTERNAL)
 
 
 @pytest.fixture(scope="session")

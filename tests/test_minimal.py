@@ -17,7 +17,7 @@ import pytest
 
 from harness.checks import assert_within_size_budget
 from harness.engine import Engine
-from harness.images import build_image, locked
+from harness.images import EXTERNAL_LOCKS, LOCKS, build_image, locked
 from image.packages import APP_ZIP, STACK_ZIP
 from image.rootfs import EXCLUDED_EXTENSIONS, EXCLUDED_STDLIB, UNUSABLE_STDLIB
 
@@ -53,8 +53,9 @@ print(json.dumps(failed))
 class Files:
     """The image's file system, exported from a created (never started) container."""
 
-    def __init__(self, tar: tarfile.TarFile) -> None:
+    def __init__(self, tar: tarfile.TarFile, locks: tuple[Path, ...]) -> None:
         self.tar = tar
+        self.locks = locks  # what the image's venv was installed from
         self.members = {os.path.normpath("/" + m.name): m for m in tar.getmembers()}
 
     def resolve(self, path: str) -> str:
@@ -78,8 +79,12 @@ class Files:
         return extracted.read()
 
 
-@pytest.fixture(scope="module")
-def files(engine: Engine, image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Files]:
+@pytest.fixture(scope="module", params=["default", "external"])
+def files(request: pytest.FixtureRequest, engine: Engine,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Files]:
+    """The default image's files, and those of a project built on the builder and
+    runtime images (examples/external): both as minimal, both as well described."""
+    image = request.getfixturevalue("image" if request.param == "default" else "external_image")
     archive = tmp_path_factory.mktemp("export") / "rootfs.tar"
     cid = engine("create", image)
     try:
@@ -87,7 +92,7 @@ def files(engine: Engine, image: str, tmp_path_factory: pytest.TempPathFactory) 
     finally:
         engine("rm", cid)
     with tarfile.open(archive) as tar:
-        yield Files(tar)
+        yield Files(tar, LOCKS if request.param == "default" else EXTERNAL_LOCKS)
 
 
 def test_size_is_within_budget(engine: Engine, image: str) -> None:
@@ -144,7 +149,7 @@ def test_every_python_distribution_has_its_dist_info(files: Files) -> None:
     unclaimed = {name for name in top_level.union(*zipped.values()) - recorded
                  if not name.endswith(".pth")}
     assert not unclaimed
-    for name, version in locked().items():
+    for name, version in locked(files.locks).items():
         dist_info = f"{site}{name.replace('-', '_')}-{version}.dist-info/METADATA"
         assert dist_info in files.members, dist_info
 
