@@ -260,6 +260,12 @@ def test_websocket_echoes_through_port_1300(echo: Container) -> None:
         ws.close()
 
 
+def test_websocket_url_the_app_makes_is_the_one_the_client_used(echo: Container) -> None:
+    # url_for(_external=True) builds it from the Host header Nginx passes on.
+    url = requests.get(f"{echo.base_url}/", timeout=10).json()["echo"]
+    assert url == f"ws://127.0.0.1:{echo.port}/echo"
+
+
 # --- native: Pillow and lxml wheels in the minimal image
 
 
