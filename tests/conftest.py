@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import harness.engine
+import harness.examples
 from harness.containers import Container, start_container
 from harness.engine import Engine, EngineError
 from harness.images import (
@@ -135,12 +136,12 @@ def external_image(engine: Engine, stack_images: tuple[str, str]) -> str:
 
 
 @pytest.fixture(scope="session")
-def run_container(engine: Engine, image: str) -> Iterator:
-    """Run the image: run_container(env={...}, args=(...), wait=True, command=(...))."""
+def run_image(engine: Engine) -> Iterator:
+    """Run any image: run_image(IMAGE, env={...}, args=(...), wait=True, command=(...))."""
     started: list[Container] = []
 
-    def run(env: dict[str, str] | None = None, args: tuple[str, ...] = (),
-            wait: bool = True, image: str = image, command: tuple[str, ...] = ()) -> Container:
+    def run(image: str, env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+            wait: bool = True, command: tuple[str, ...] = ()) -> Container:
         container = start_container(engine, image, env, args, wait=False, command=command)
         started.append(container)
         if wait:
@@ -150,6 +151,32 @@ def run_container(engine: Engine, image: str) -> Iterator:
     yield run
     for container in started:
         container.remove()
+
+
+@pytest.fixture(scope="session")
+def run_container(run_image, image: str):  # type: ignore[no-untyped-def]
+    """Run the image: run_container(env={...}, args=(...), wait=True, command=(...))."""
+    def run(env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+            wait: bool = True, image: str = image, command: tuple[str, ...] = ()) -> Container:
+        return run_image(image, env, args, wait, command)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def example_image(engine: Engine, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Callable[[str], str]:
+    """example_image(NAME): examples/NAME built into the image as its README
+    says, once per session; its tag."""
+    built: dict[str, str] = {}
+
+    def build(name: str) -> str:
+        if name not in built:
+            built[name] = harness.examples.build(engine, name,
+                                                 tmp_path_factory.mktemp(f"example-{name}"))
+        return built[name]
+
+    return build
 
 
 @pytest.fixture(scope="session")

@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.browser import FLAGS
 from harness.containers import Container
 
 pytestmark = pytest.mark.image
-
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture
