@@ -43,7 +43,8 @@ def locked(locks: tuple[Path, ...] = LOCKS) -> dict[str, str]:
 
 def build_image(engine: Engine, tag: str, target: str | None = None,
                 platform: str | None = None, base_image: str | None = None,
-                context: Path = ROOT, no_cache: bool = False) -> str:
+                context: Path = ROOT, no_cache: bool = False,
+                build_args: dict[str, str] | None = None) -> str:
     """Build a target of the Dockerfile the way every test build is made."""
     args = ["build", "--tag", tag]
     if no_cache:
@@ -54,9 +55,11 @@ def build_image(engine: Engine, tag: str, target: str | None = None,
         args += ["--platform", platform]
     if engine.command == "podman":
         args += ["--format", "docker"]  # Podman's OCI format would drop HEALTHCHECK
+    build_args = dict(build_args or {})
     base_image = base_image or os.environ.get("BASE_IMAGE")
     if base_image:
-        args += ["--build-arg", f"BASE_IMAGE={base_image}"]
+        build_args["BASE_IMAGE"] = base_image
+    args += [f"--build-arg={name}={value}" for name, value in build_args.items()]
     if os.environ.get("PIP_CERT"):
         args += ["--secret", f"id=ca_bundle,src={os.environ['PIP_CERT']}"]
     engine(*args, str(context), timeout=1800)

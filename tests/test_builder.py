@@ -65,7 +65,8 @@ def test_a_conflicting_pin_stops_the_tool_with_a_clear_message(
         engine: Engine, stack_images: tuple[str, str]) -> None:
     """A project that pins Gunicorn otherwise than the stack does."""
     builder, _ = stack_images
-    pin = "gunicorn==23.0.0 --hash=sha256:ec400d38950de4dfd418cff8328b2c8faed0edb0d517d3394e457c317908ca4d"
+    pin = ("gunicorn==23.0.0 "
+           "--hash=sha256:ec400d38950de4dfd418cff8328b2c8faed0edb0d517d3394e457c317908ca4d")
     result = subprocess.run(
         [engine.command, "run", "--rm", "--entrypoint", "sh", builder, "-c",
          f"echo '{pin}' > /tmp/r.txt && flask-stack-add /tmp/r.txt"],
