@@ -58,7 +58,7 @@ def test_the_builder_carries_the_runtimes_python_and_the_tool(
     assert engine("run", "--rm", builder, "python3", "-c", version) == engine(
         "run", "--rm", runtime, "python", "-c", version)
     usage = engine("run", "--rm", builder, "flask-stack-add", "--help")
-    assert "REQUIREMENTS" in usage and "--packages" in usage
+    assert "requirements [out]" in usage and "--packages" in usage
 
 
 def test_a_conflicting_pin_stops_the_tool_with_a_clear_message(
@@ -89,7 +89,7 @@ def test_the_project_serves_hardened_with_its_native_libraries(
 
 def test_xray_lists_what_the_project_added(engine: Engine, external_image: str) -> None:
     facts = gather(external_image, engine)
-    debian = {package.name for package in facts.debian_packages}
+    debian = {package.name for package in facts.packages}
     python = {re.sub(r"[-_.]+", "-", dist.name).lower() for dist in facts.distributions}
     assert {"libmagic1t64", "libmagic-mgc"} <= debian
     assert {"lxml", "python-magic", "flask", "gunicorn"} <= python
@@ -120,8 +120,10 @@ def test_every_target_carries_the_version_labels(engine: Engine, image: str,
 
 def test_the_revision_label_is_the_build_argument(engine: Engine,
                                                   stack_images: tuple[str, str]) -> None:
+    # Buildah 1.28 (Podman 4.3) reuses a cached LABEL layer whatever the build
+    # argument says: there, only a build without the cache shows the revision.
     tag = build_image(engine, "localhost/flask-stack:revision-test", "runtime",
-                      build_args={"REVISION": "0123abc"})
+                      build_args={"REVISION": "0123abc"}, no_cache=engine.command == "podman")
     labels = engine("image", "inspect", "--format", "{{json .Config.Labels}}", tag)
     assert '"org.opencontainers.image.revision":"0123abc"' in labels
     engine("rmi", tag, check=False)
