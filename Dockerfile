@@ -37,18 +37,18 @@ RUN apt-get update \
 # The stack's own lock (hashes required) as bytecode, pure-Python packages
 # zipped. The CA bundle is mounted for this step only; no image keeps it.
 COPY stack/requirements.txt /opt/stack/requirements.txt
-COPY image/packages.py /opt/stack/image/packages.py
+COPY stack/build/packages.py /opt/stack/build/packages.py
 RUN --mount=type=secret,id=ca_bundle,required=false \
-    python3 /opt/stack/image/packages.py /opt/venv /opt/stack/requirements.txt
+    python3 /opt/stack/build/packages.py /opt/venv /opt/stack/requirements.txt
 # Only what runs: Python, Nginx, the libraries their binaries load, package
 # metadata. And Flask's instance folder, where an app keeps its data: the
 # runtime user's and group 0's, group-writable, so a volume there is writable
 # by any UID in group 0 (`--user 123456:0`, OpenShift's convention) too.
-COPY image/rootfs.py /opt/stack/image/rootfs.py
-RUN python3 /opt/stack/image/rootfs.py /rootfs --scan /opt/venv \
+COPY stack/build/rootfs.py /opt/stack/build/rootfs.py
+RUN python3 /opt/stack/build/rootfs.py /rootfs --scan /opt/venv \
  && install -d -m 775 /app-data/instance
-COPY --chmod=755 image/add.py /opt/stack/image/add.py
-RUN ln -s /opt/stack/image/add.py /usr/local/bin/flask-stack-add
+COPY --chmod=755 stack/build/add.py /opt/stack/build/add.py
+RUN ln -s /opt/stack/build/add.py /usr/local/bin/flask-stack-add
 ARG VERSION
 ARG REVISION
 ARG SOURCE
@@ -66,7 +66,8 @@ COPY --from=builder /rootfs /
 COPY --from=builder /opt/venv /opt/venv
 COPY supervisord.conf /srv/
 COPY nginx /srv/nginx
-COPY stack /srv/stack
+# The stack's modules; its build/ tools are the builder's alone.
+COPY stack/*.py /srv/stack/
 COPY --from=builder --chown=10001:0 /app-data/ /srv/app/
 # `docker exec` and commands run where the app is, as in its project directory.
 WORKDIR /srv/app

@@ -18,8 +18,8 @@ import pytest
 from harness.checks import assert_within_size_budget
 from harness.engine import Engine
 from harness.images import EXTERNAL_LOCKS, LOCKS, build_image, locked
-from image.packages import APP_ZIP, STACK_ZIP
-from image.rootfs import EXCLUDED_EXTENSIONS, EXCLUDED_STDLIB, UNUSABLE_STDLIB
+from stack.build.packages import APP_ZIP, STACK_ZIP
+from stack.build.rootfs import EXCLUDED_EXTENSIONS, EXCLUDED_STDLIB, UNUSABLE_STDLIB
 
 pytestmark = pytest.mark.image
 
