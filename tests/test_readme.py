@@ -146,10 +146,10 @@ def typed(command: str, clone: Path, env: dict[str, str], engine: Engine) -> Ite
         container = Container(engine, cid, PORT)
         wait_until_up(container.base_url, lambda: shell.poll() is None, output)
         yield container
-        started = time.monotonic()
-        engine("stop", cid)
-        assert shell.wait(STOP_BUDGET_SECONDS + 10) == 0, output()
-        assert time.monotonic() - started < STOP_BUDGET_SECONDS
+        # `docker run` exits with the container's code: 0, not 137 (SIGKILL after
+        # `docker stop`'s 10 s). How fast is test_lifecycle's business.
+        engine("stop", cid, timeout=STOP_BUDGET_SECONDS + 30)
+        assert shell.wait(30) == 0, output()
         assert published(engine) == [], "--rm: the container is gone"
     finally:
         if shell.poll() is None:
