@@ -18,7 +18,7 @@ from datetime import datetime
 import pytest
 import requests
 
-from harness.checks import access_log, assert_json_error
+from harness.checks import access_log, assert_contract, assert_json_error
 from harness.compose import ComposeProject, compose_command
 from harness.containers import Container
 from harness.deployfiles import app_settings, compose, seconds
@@ -64,10 +64,7 @@ def balancer(project: ComposeProject) -> Container:
 
 
 def test_contract_through_the_balancer(balancer: Container) -> None:
-    response = requests.get(f"{balancer.base_url}/", timeout=10)
-    assert response.status_code == 200
-    assert response.headers["Content-Type"] == "application/json"
-    assert response.json() == {"msg": "Success!"}
+    assert_contract(requests.get(f"{balancer.base_url}/", timeout=10))
     assert_json_error(requests.get(f"{balancer.base_url}/nope", timeout=10), 404)
 
 

@@ -26,7 +26,7 @@ import pytest
 import requests
 
 import harness.engine
-from harness.checks import STOP_BUDGET_SECONDS
+from harness.checks import STOP_BUDGET_SECONDS, assert_contract
 from harness.containers import Container
 from harness.engine import Engine
 from harness.paths import ROOT
@@ -159,18 +159,11 @@ def typed(command: str, clone: Path, env: dict[str, str], engine: Engine) -> Ite
             shell.wait()
 
 
-def assert_contract(container: Container) -> None:
-    response = requests.get(f"{container.base_url}/", timeout=10)
-    assert response.status_code == 200
-    assert response.headers["Content-Type"] == "application/json"
-    assert response.json() == {"msg": "Success!"}
-
-
 def test_quick_start_as_written(clone: Path, shell_env: dict[str, str], engine: Engine) -> None:
     command = with_ca_bundle(quick_start(clone), clone)
     assert re.fullmatch(r"docker build .+ && docker run .+", command), command
     with typed(command, clone, shell_env, engine) as container:
-        assert_contract(container)
+        assert_contract(requests.get(f"{container.base_url}/", timeout=10))
         container.wait_healthy()  # Docker runs the image's HEALTHCHECK by itself
 
 
@@ -179,7 +172,7 @@ def test_hardened_run_as_written(clone: Path, shell_env: dict[str, str], engine:
     command = hardened_run(clone)
     assert command.rstrip().endswith(readme_image)
     with typed(command, clone, shell_env, engine) as container:
-        assert_contract(container)
+        assert_contract(requests.get(f"{container.base_url}/", timeout=10))
         container.wait_healthy()
         # The restrictions are in force, as the command asked.
         assert container.inspect("{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} "
