@@ -29,7 +29,7 @@ def compose_command(engine: Engine) -> tuple[str, ...] | None:
 
     Docker: the `docker compose` plugin (Compose v2) where the CLI has it, else
     `docker-compose` (Compose 1.29 from Debian, as CI installs it). Podman:
-    podman-compose, from the tests' requirements.
+    podman-compose, the one the tests' requirements pin if it is there.
     """
     if engine.command == "docker":
         plugin = subprocess.run(["docker", "compose", "version"], capture_output=True)
@@ -37,9 +37,9 @@ def compose_command(engine: Engine) -> tuple[str, ...] | None:
             return ("docker", "compose")
         found = shutil.which("docker-compose")
     else:
-        found = shutil.which("podman-compose") or str(
-            Path(sys.executable).parent / "podman-compose")
-    return (found,) if found and Path(found).exists() else None
+        pinned = Path(sys.executable).parent / "podman-compose"
+        found = str(pinned) if pinned.exists() else shutil.which("podman-compose")
+    return (found,) if found else None
 
 
 @dataclass
