@@ -28,6 +28,13 @@ def access_log(server: Server) -> dict[str, dict]:
     return {line["request_id"]: line for line in lines}
 
 
+def assert_contract(response: requests.Response) -> None:
+    """The answer to GET /: the product's contract."""
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json() == {"msg": "Success!"}
+
+
 def assert_json_error(response: requests.Response, status: int, gunicorn: bool = False) -> None:
     """An error in the one shape; Gunicorn's own have not read the request id."""
     assert response.status_code == status, response.text

@@ -48,10 +48,36 @@ class Container:
         """SIGTERM to the main process, as `docker stop` sends first."""
         self.engine("kill", "--signal", "TERM", self.id)
 
-    def stop(self, timeout: float = 20) -> int:
-        """`docker stop`: SIGTERM, then SIGKILL after the engine's default 10 s."""
-        self.engine("stop", self.id, timeout=timeout + 10)
+    def stop(self, timeout: float = 20, grace: int | None = None) -> int:
+        """`docker stop`: SIGTERM, then SIGKILL after `grace` seconds (the engine's
+        default 10 s, or the container's own stop timeout, when None)."""
+        grace_args = () if grace is None else ("--time", str(grace))
+        self.engine("stop", *grace_args, self.id, timeout=timeout + 10)
         return self.wait_exit(timeout)
+
+    def health(self) -> str:
+        """The image's HEALTHCHECK as the engine reports it: healthy, unhealthy or starting.
+
+        Docker runs the check by itself, every interval. Podman schedules it with
+        systemd timers, and without systemd it never runs by itself: here it is
+        run once, now (`podman healthcheck run`, exit 0 when healthy).
+        """
+        if self.engine.command == "podman":
+            run = subprocess.run(["podman", "healthcheck", "run", self.id],
+                                 capture_output=True, text=True, timeout=60)
+            return "healthy" if run.returncode == 0 else run.stdout.strip() or "unhealthy"
+        return self.inspect("{{.State.Health.Status}}")
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        """Until the engine reports the container healthy; a container that exits fails."""
+        deadline = time.monotonic() + timeout
+        while (status := self.health()) != "healthy":
+            if not self.running():
+                raise ServerError(f"container exited before it was healthy:\n{self.logs()}")
+            if time.monotonic() > deadline:
+                raise ServerError(f"container {status}, not healthy, after {timeout} s:\n"
+                                  f"{self.logs()}")
+            time.sleep(0.5)
 
     def wait_exit(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness.checks import assert_json_error, assert_within_size_budget
+from harness.checks import assert_contract, assert_json_error, assert_within_size_budget
 from harness.containers import Container
 from harness.engine import Engine
 from harness.images import IMAGE_TAG, build_image
@@ -54,10 +54,7 @@ def test_it_is_an_arm64_image(engine: Engine, arm64_image: str) -> None:
 
 
 def test_contract_and_errors(arm64_container: Container) -> None:
-    response = requests.get(f"{arm64_container.base_url}/", timeout=30)
-    assert response.status_code == 200
-    assert response.headers["Content-Type"] == "application/json"
-    assert response.json() == {"msg": "Success!"}
+    assert_contract(requests.get(f"{arm64_container.base_url}/", timeout=30))
     assert_json_error(requests.get(f"{arm64_container.base_url}/nope", timeout=30), 404)
     big = requests.post(f"{arm64_container.base_url}/", data=b"x" * (1024 * 1024 + 1),
                         timeout=30)

@@ -8,7 +8,7 @@ import re
 import pytest
 import requests
 
-from harness.checks import access_log, assert_json_error
+from harness.checks import access_log, assert_contract, assert_json_error
 from harness.rawhttp import exchange
 from harness.server import Server
 
@@ -21,9 +21,7 @@ def raw_request(server: Server, data: bytes) -> tuple[int | None, dict[str, str]
 
 def test_index(server: Server) -> None:
     response = requests.get(f"{server.base_url}/", timeout=10)
-    assert response.status_code == 200
-    assert response.headers["Content-Type"] == "application/json"
-    assert response.json() == {"msg": "Success!"}
+    assert_contract(response)
     assert response.headers["Server"] == "nginx"  # no version given away
 
 

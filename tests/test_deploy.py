@@ -1,13 +1,15 @@
 """Deployment files: compose.yaml, the HAProxy balancer, the Kubernetes manifests, the guide.
 
-Compose has no engine here, so compose.yaml is checked statically; the
-manifests are validated offline against the Kubernetes schemas and by
-checkov; the guide's timeout table is compared with the files it describes.
+compose.yaml is checked statically here, against the Compose Specification's
+schema too (test_compose.py brings it up for real); the manifests are
+validated offline against the Kubernetes schemas and by checkov; the guide's
+timeout table is compared with the files it describes.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.resources
 import ipaddress
 import json
 import os
@@ -18,6 +20,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import jsonschema
 import kubernetes_validate
 import pytest
 
@@ -46,6 +49,7 @@ K8S_VERSIONS = (KUBERNETES_MINIMUM, kubernetes_validate.latest_version())
 APP_UID = 10001
 SECCOMP_LOCALHOST = {"type": "Localhost", "localhostProfile": "profiles/flask-stack.json"}
 BALANCER_TAG = "localhost/flask-stack-balancer:test"
+BACKEND = "backend"  # compose.yaml's one network
 
 pytestmark = pytest.mark.deploy
 
@@ -55,8 +59,8 @@ pytestmark = pytest.mark.deploy
 
 def test_compose_runs_hardened_health_checked_replicas() -> None:
     app = compose()["services"]["app"]
-    assert app["build"]["context"] == "." and app["image"] == "flask-stack"
-    assert app["deploy"]["replicas"] >= 2
+    assert app["build"]["context"] == "." and app["image"] == "${FLASK_STACK_IMAGE:-flask-stack}"
+    assert app["deploy"]["replicas"] >= 2 and app["deploy"]["mode"] == "replicated"
     # docs/hardening.md's hardened run, option for option.
     assert app["read_only"] is True
     assert any(mount.split(":")[0] == "/tmp" for mount in app["tmpfs"])
@@ -79,18 +83,40 @@ def test_compose_stop_grace_period_covers_drain_and_graceful_stop() -> None:
     assert grace > settings.stop_ceiling, "Compose would SIGKILL a replica still stopping"
 
 
-def test_compose_trusts_exactly_the_balancer() -> None:
+def test_compose_trusts_the_containers_never_the_gateway() -> None:
     services, networks = compose()["services"], compose()["networks"]
-    (network,) = services["app"]["networks"]
-    assert network in services["balancer"]["networks"]
-    (ipam,) = networks[network]["ipam"]["config"]
+    # One network, the balancer's and the replicas' alone.
+    assert services["app"]["networks"] == services["balancer"]["networks"] == [BACKEND]
+    assert list(networks) == [BACKEND]
+    (ipam,) = networks[BACKEND]["ipam"]["config"]
     subnet = ipaddress.ip_network(ipam["subnet"])
-    dynamic = ipaddress.ip_network(ipam["ip_range"])
-    balancer = ipaddress.ip_address(services["balancer"]["networks"][network]["ipv4_address"])
-    # Inside the network, outside the range replicas get addresses from.
-    assert balancer in subnet and balancer not in dynamic and dynamic.subnet_of(subnet)
+    containers = ipaddress.ip_network(ipam["ip_range"])
+    gateway = ipaddress.ip_address(ipam["gateway"])
+    # Connections from the host (published ports, a local process) arrive from
+    # the gateway: were it trusted, any local client could claim an address.
+    assert containers.subnet_of(subnet) and gateway in subnet and gateway not in containers
     trusted = app_settings(services["app"]["environment"]).trusted_proxies
-    assert trusted == (f"{balancer}/32",)
+    assert trusted == (str(containers),)
+
+
+def compose_schema() -> dict:
+    """The Compose Specification's JSON schema, as check-jsonschema vendors it."""
+    vendor = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
+    return json.loads((vendor / "compose-spec.json").read_text())
+
+
+def test_compose_file_matches_the_compose_specification() -> None:
+    jsonschema.validate(compose(), compose_schema())
+
+
+def test_compose_schema_would_catch_a_mistake() -> None:
+    """The control: the schema rejects a misspelled key, and it is the current
+    specification's (it knows the top-level `name` that Compose 1.29 rejects)."""
+    broken = copy.deepcopy(compose())
+    broken["services"]["app"]["stop_grace_periods"] = "25s"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, compose_schema())
+    jsonschema.validate({**compose(), "name": "flask-stack"}, compose_schema())
 
 
 def test_compose_balancer_is_built_here_and_hardened() -> None:

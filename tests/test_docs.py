@@ -224,8 +224,8 @@ def claims(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Claim]:
     compose_cpus = math.ceil(float(app["deploy"]["resources"]["limits"]["cpus"]))
     compose_workers = start(monkeypatch, tmp_path, {}, cpus=compose_cpus).gunicorn["workers"]
     inter, fall = int(balancer["inter"]), balancer["fall"]
-    (balancer_address,) = [network["ipv4_address"] for network in
-                           compose()["services"]["balancer"]["networks"].values()]
+    (network,) = compose()["networks"].values()
+    (ipam,) = network["ipam"]["config"]
     times = r"\N{MULTIPLICATION SIGN}"
     return [
         # README
@@ -276,7 +276,8 @@ def claims(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Claim]:
         Claim(r"(\d+) s \+ (\d+) s, with room to spare", (pre_stop, in_kubernetes.stop_ceiling),
               ("docs/deployment.md",)),
         # docs/deployment.md: the files
-        Claim(r"fixed address \(`([^`]+)`", (balancer_address,), ("docs/deployment.md",)),
+        Claim(r"gives\s+containers \(`([^`]+)`\)", (ipam["ip_range"],), ("docs/deployment.md",)),
+        Claim(r"network's gateway \(`([^`]+)`\)", (ipam["gateway"],), ("docs/deployment.md",)),
         Claim(r"`TRUSTED_PROXIES` is `([^`]+)` as a placeholder",
               (",".join(in_kubernetes.settings.trusted_proxies),), ("docs/deployment.md",)),
         Claim(r"up to (\d+) without editing", (int(template[1]),), ("docs/deployment.md",)),

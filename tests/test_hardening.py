@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
+from harness.containers import Container
 from harness.images import HARDENED
 
 pytestmark = pytest.mark.hardened
@@ -20,3 +21,8 @@ def test_contract_and_stop_under_one_restriction(run_container, args: tuple[str,
     assert response.status_code == 200 and response.json() == {"msg": "Success!"}
     assert requests.get(f"{server.base_url}/nope", timeout=10).json()["status"] == 404
     assert server.stop() == 0
+
+
+def test_healthcheck_passes_hardened(hardened_container: Container) -> None:
+    """The engine runs the HEALTHCHECK inside the restrictions too (seccomp, any UID)."""
+    hardened_container.wait_healthy()
