@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import subprocess
+import time
 
 import requests
 
@@ -19,13 +20,21 @@ from harness.server import Server
 MAX_UNCOMPRESSED = 35_000_000
 MAX_COMPRESSED = 16_700_000
 STOP_BUDGET_SECONDS = 10  # Docker's default before SIGKILL
+LOG_DELAY_SECONDS = 5  # the longest an access log line may take to reach the logs here
 
 
-def access_log(server: Server) -> dict[str, dict]:
-    """The access log lines on the server's stdout, by request id."""
-    lines = [json.loads(line) for line in server.logs().splitlines()
-             if line.startswith('{"time"')]
-    return {line["request_id"]: line for line in lines}
+def access_log(server: Server, *waiting_for: str) -> dict[str, dict]:
+    """The access log lines on the server's stdout, by request id, once the lines
+    of the ids named are there (a line reaches the logs a moment after its answer)
+    or LOG_DELAY_SECONDS have passed."""
+    deadline = time.monotonic() + LOG_DELAY_SECONDS
+    while True:
+        lines = [json.loads(line) for line in server.logs().splitlines()
+                 if line.startswith('{"time"')]
+        found = {line["request_id"]: line for line in lines}
+        if set(waiting_for) <= set(found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
 
 
 def assert_contract(response: requests.Response) -> None:

@@ -41,7 +41,7 @@ def test_request_id_is_made_kept_and_logged(server: Server) -> None:
     replaced = requests.get(f"{server.base_url}/", headers={"X-Request-ID": "bad id\"x"},
                             timeout=10)
     assert re.fullmatch(r"[0-9a-f]{32}", replaced.headers["X-Request-ID"])
-    logged = access_log(server)
+    logged = access_log(server, made, "lb-42.a")
     assert logged[made]["status"] == 200
     assert logged["lb-42.a"]["status"] == 404 and logged["lb-42.a"]["uri"] == "/nope"
 
@@ -84,7 +84,7 @@ def test_static_files_are_served_by_nginx_with_caching(server: Server) -> None:
     assert "ETag" in response.headers
     # Nginx answered by itself: its log line has no upstream time.
     request_id = response.headers["X-Request-ID"]
-    assert access_log(server)[request_id]["upstream_duration"] == ""
+    assert access_log(server, request_id)[request_id]["upstream_duration"] == ""
 
 
 @pytest.mark.parametrize("path", [

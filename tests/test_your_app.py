@@ -83,7 +83,7 @@ def test_any_wsgi_app_gets_the_stacks_health_and_client(launch: Callable[..., An
     answer = requests.get(f"{server.base_url}/some/path", timeout=10,
                           headers={"X-Forwarded-For": "203.0.113.9", "X-Request-ID": "plain-1"})
     # The client as Nginx saw it, not what the client claimed.
-    seen = access_log(server)["plain-1"]["client"]
+    seen = access_log(server, "plain-1")["plain-1"]["client"]
     assert seen != "203.0.113.9"
     assert answer.text == f"{seen} /some/path"
 
