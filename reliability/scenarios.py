@@ -21,6 +21,8 @@ from harness.load import Outcome, SteadyClient, percentile
 from harness.procfs import processes, pss_mib
 from reliability.result import Result
 from reliability.trickle import Trickle
+from stack.settings import defaults
+from stack.watchdog import CRASHES
 
 
 @dataclass(frozen=True)
@@ -45,14 +47,14 @@ Start = Callable[..., Container]  # start(env={...}, args=(...)) -> Container, u
 SLOW_SECONDS = 2  # the longest request in flight at a stop
 STOP_MARGIN = 3  # seconds on top of drain + longest request
 RECOVERY_BUDGET = 2  # seconds for Supervisord to bring a killed program back
-CRASHES = 5  # stack/watchdog.py's crash-loop bound, within 60 s
 HEADS, BODIES = 200, 50  # slow clients trickling headers, and bodies
 # Each ordinary client's pause between requests (about 800 requests/s in all).
 # At half that rate p99 sits on the edge of the stack's own brief pauses
 # (10-20 ms, as often with no attack; the workers' garbage collection is
 # half of them), and flips between 3 and 12 ms from one run to the next.
 SLOW_CLIENTS_PACE = 0.002
-THREADS = 4  # THREADS' default: a killed worker may take this many requests with it
+# A killed worker may take as many requests with it as it has threads.
+THREADS = defaults().gunicorn_threads
 
 
 # --- the container's processes

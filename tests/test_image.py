@@ -13,6 +13,7 @@ from harness.containers import Container
 from harness.engine import Engine
 from harness.images import HARDENED
 from harness.procfs import processes
+from stack.rundir import RunDir
 
 pytestmark = pytest.mark.image
 
@@ -21,6 +22,7 @@ INSTANCE = "/srv/app/instance"  # Flask's instance folder, where an app keeps it
 # Writes a file into the instance folder; prints the folder's owner and mode.
 WRITE_INSTANCE = f"""
 import os, stat
+from stack.rundir import RunDir
 open(os.path.join({INSTANCE!r}, f"written-by-{{os.getuid()}}"), "w").write("data")
 info = os.stat({INSTANCE!r})
 print(f"{{info.st_uid}}:{{info.st_gid}}", oct(stat.S_IMODE(info.st_mode)))
@@ -57,10 +59,11 @@ def test_only_port_1300_listens_and_gunicorn_is_on_a_private_socket(
     # The only named UNIX socket is Gunicorn's: Supervisord has no control socket.
     unix = Path(f"/proc/{main}/net/unix").read_text().splitlines()[1:]
     named = {line.split()[-1] for line in unix if len(line.split()) == 8}
-    assert named == {"/tmp/stack/gunicorn.sock"}
+    run = RunDir.under("/tmp")  # the image's TMPDIR
+    assert named == {run.gunicorn_socket}
     modes = container.exec("python", "-c", (
-        "import os, stat; print(oct(stat.S_IMODE(os.stat('/tmp/stack').st_mode)),"
-        " oct(stat.S_IMODE(os.stat('/tmp/stack/gunicorn.sock').st_mode)))"))
+        f"import os, stat; print(oct(stat.S_IMODE(os.stat('{run.root}').st_mode)),"
+        f" oct(stat.S_IMODE(os.stat('{run.gunicorn_socket}').st_mode)))"))
     directory, sock = modes.stdout.split()
     assert directory == "0o700"
     assert int(sock, 8) & 0o077 == 0
