@@ -22,7 +22,6 @@ INSTANCE = "/srv/app/instance"  # Flask's instance folder, where an app keeps it
 # Writes a file into the instance folder; prints the folder's owner and mode.
 WRITE_INSTANCE = f"""
 import os, stat
-from stack.rundir import RunDir
 open(os.path.join({INSTANCE!r}, f"written-by-{{os.getuid()}}"), "w").write("data")
 info = os.stat({INSTANCE!r})
 print(f"{{info.st_uid}}:{{info.st_gid}}", oct(stat.S_IMODE(info.st_mode)))
