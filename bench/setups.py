@@ -82,7 +82,8 @@ def run(engine: Engine, setup: Setup, started: list[Container]) -> Running:
     )
     container = Container(engine, cid, port)
     started.append(container)
-    wait_until_up(container.base_url, container.running, container.logs, poll=UP_POLL)
+    # GET /, which every setup answers: the health path is the stack's alone.
+    wait_until_up(container.base_url, container.running, container.logs, poll=UP_POLL, path="/")
     return Running(setup, container, time.monotonic() - begin)
 
 
