@@ -29,14 +29,14 @@ def free_port() -> int:
 
 
 def wait_until_up(base_url: str, alive: Callable[[], bool], logs: Callable[[], str],
-                  poll: float = 0.1) -> None:
-    """Wait for /healthz to answer 200, failing early if the server died."""
+                  poll: float = 0.1, path: str = "/healthz") -> None:
+    """Wait for `path` to answer 200, failing early if the server died."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if not alive():
             raise ServerError(f"server exited during start:\n{logs()}")
         try:
-            if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+            if requests.get(f"{base_url}{path}", timeout=1).status_code == 200:
                 return
         except requests.ConnectionError:
             pass
