@@ -160,5 +160,8 @@ def containers(engine: Engine) -> Iterator[list[Container]]:
 
 def memory(container: Container) -> dict[str, Any]:
     """Sum of PSS over every process of the container: shared pages counted once."""
-    pids = descendants(int(container.inspect("{{.State.Pid}}")))
+    pid = int(container.inspect("{{.State.Pid}}"))
+    if not pid:  # it has exited: nothing to measure
+        return {"pss_mib": None, "processes": 0}
+    pids = descendants(pid)
     return {"pss_mib": pss_mib(pids), "processes": len(pids)}
