@@ -1,11 +1,11 @@
-"""Benchmark the image against Gunicorn alone, Nginx alone and Flask's development server.
+"""Benchmark the image against the incumbent, Gunicorn alone, Nginx alone and Flask's dev server.
 
     python -m bench [--smoke] [--out DIR] [--env KEY=VALUE ...]
 
-Builds the image, runs the four setups side by side in one run (interleaved, so
-the machine's noise hits them alike), and writes results.json, results.md and
-results.png into --out. The engine is the ENGINE setting. Every load is on
-loopback and bounded in time.
+Builds the images, runs the setups (bench/setups.py) side by side in one run
+(interleaved, so the machine's noise hits them alike), on GET / and on a real
+page, and writes results.json, results.md and results.png into --out. The
+engine is the ENGINE setting. Every load is on loopback and bounded in time.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from bench.setups import (
     TAG,
     Setup,
     build,
+    build_others,
     containers,
     memory,
     run,
@@ -137,7 +138,7 @@ def measure(engine: Engine, sizes: Sizes, setups: tuple[Setup, ...]) -> dict[str
                 item.container.port, sizes.paced_rate, sizes.paced_seconds
             )
         for item in running:
-            # The four run side by side here: shared pages are split among them.
+            # All run side by side here: shared pages are split among them.
             results[item.setup.name]["memory_after_load"] = memory(item.container)
     for attempt in range(sizes.cold_starts):
         for setup in setups:
@@ -184,7 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         "rebuild after a one-line app.py change" + (" and a cold build" if sizes.cold_build else "")
     )
     data["rebuild"] = rebuild_times(engine, sizes.cold_build)
-    data["setups"] = measure(engine, sizes, with_settings(SETUPS, args.env))
+    setups = with_settings(SETUPS, args.env)
+    log("building the real page's image and the incumbent's")
+    build_others(engine, setups)
+    data["setups"] = measure(engine, sizes, setups)
     data["ratios"] = ratios(data["setups"], sizes.concurrency)
     data["targets"] = targets(data)
     data["machine"]["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]

@@ -1,11 +1,14 @@
-"""Compare settings: the stack and Gunicorn alone under each, at one concurrency.
+"""Compare settings: the stack and Gunicorn alone under each, beside the incumbent, at one load.
 
     python -m bench.compare --variant "WEB_CONCURRENCY=4 THREADS=2" \\
-                            --variant "WEB_CONCURRENCY=2 THREADS=4" [--connections 64]
+                            --variant "WEB_CONCURRENCY=2 THREADS=4" [--connections 64] [--page]
 
-How the defaults were chosen (README, Performance). Each round runs every variant
-on both setups in turn; the table gives the medians over rounds, and the stack's
-idle memory measured alone. The engine is the ENGINE setting. Markdown on stdout.
+How the defaults were chosen (docs/performance.md). Each round runs every
+variant on both setups in turn, and the incumbent (bench/incumbent/, which no
+variant changes) once, on GET / or, with --page, on the real page
+(examples/package's index). The table gives the medians over rounds, and the
+stack's idle memory measured alone. The engine is the ENGINE setting. Markdown
+on stdout.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from bench.setups import (
     SETUPS,
     TAG,
     build,
+    build_others,
     containers,
     memory,
     run,
@@ -29,7 +33,13 @@ from bench.setups import (
 )
 from harness.paths import ROOT
 
-COMPARED = ("stack", "gunicorn")
+
+def errors(point: dict) -> int:
+    return point["non_2xx"] + point["socket_errors"]
+
+
+ROUTES = {False: ("stack", "gunicorn", "incumbent"),
+          True: ("stack_page", "gunicorn_page", "incumbent_page")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,40 +50,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--page", action="store_true",
+                        help="the real page (examples/package's index) instead of GET /")
     args = parser.parse_args(argv)
     engine = harness.engine.chosen()
+    stack_name, alone_name, incumbent_name = ROUTES[args.page]
     build(engine, TAG, ROOT)
+    build_others(engine, SETUPS)
+    incumbent = next(s for s in SETUPS if s.name == incumbent_name)
     setups = {variant: {s.name: s for s in with_settings(SETUPS, variant.split())
-                        if s.name in COMPARED} for variant in args.variant}
+                        if s.name in (stack_name, alone_name)} for variant in args.variant}
     points: dict[tuple[str, str], list] = {}
     idle: dict[str, float] = {}
     for variant, pair in setups.items():
         with containers(engine) as started:
-            item = run(engine, pair["stack"], started)
+            item = run(engine, pair[stack_name], started)
             time.sleep(IDLE_SETTLE_SECONDS)
             idle[variant] = memory(item.container)["pss_mib"]
     for round_ in range(args.rounds):
-        for variant, pair in setups.items():
-            for name, setup in pair.items():
-                log(f"{variant or 'defaults'}: {name} round {round_ + 1}/{args.rounds}")
-                with containers(engine) as started:
-                    port = run(engine, setup, started).container.port
-                    wrk(port, args.connections, 1)  # warm up
-                    points.setdefault((variant, name), []).append(
-                        wrk(port, args.connections, args.seconds))
+        turns = [(variant, name, setup) for variant, pair in setups.items()
+                 for name, setup in pair.items()] + [("", incumbent_name, incumbent)]
+        for variant, name, setup in turns:
+            log(f"{variant or 'defaults'}: {name} round {round_ + 1}/{args.rounds}")
+            with containers(engine) as started:
+                port = run(engine, setup, started).container.port
+                wrk(port, args.connections, 1)  # warm up
+                points.setdefault((variant, name), []).append(
+                    wrk(port, args.connections, args.seconds))
+    reference = median_point(points[("", incumbent_name)])
     print(f"`python -m bench.compare {' '.join(f'--variant {v!r}' for v in args.variant)} "
           f"--connections {args.connections} --seconds {args.seconds} "
-          f"--rounds {args.rounds}`, {time.strftime('%Y-%m-%d')}\n")
-    print("| Settings | stack req/s | Gunicorn alone req/s | ratio | stack p99 ms "
-          "| Gunicorn p99 ms | stack idle PSS MiB |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          f"--rounds {args.rounds}{' --page' if args.page else ''}`, "
+          f"{time.strftime('%Y-%m-%d')}\n")
+    print("| Settings | stack req/s | Gunicorn alone req/s | stack / incumbent req/s "
+          "| stack p99 ms | Gunicorn p99 ms | stack idle PSS MiB | errors (stack, alone) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for variant in setups:
-        stack, alone = (median_point(points[(variant, n)]) for n in COMPARED)
+        stack, alone = (median_point(points[(variant, n)]) for n in (stack_name, alone_name))
         print(f"| {variant or 'defaults'} | {stack['rps']:,.0f} | {alone['rps']:,.0f} | "
-              f"{stack['rps'] / alone['rps']:.2f} | {stack['latency_ms']['p99']} | "
-              f"{alone['latency_ms']['p99']} | {idle[variant]} |")
-    errors = sum(p["non_2xx"] + p["socket_errors"] for ps in points.values() for p in ps)
-    print(f"\nErrors in all runs: {errors}. Medians of {args.rounds} runs of "
+              f"{stack['rps'] / reference['rps']:.2f} | {stack['latency_ms']['p99']} | "
+              f"{alone['latency_ms']['p99']} | {idle[variant]} | {errors(stack)}, "
+              f"{errors(alone)} |")
+    print(f"| incumbent (uWSGI design) | {reference['rps']:,.0f} | | 1.00 | "
+          f"{reference['latency_ms']['p99']} | | | {errors(reference)} |")
+    print(f"\nMedians of {args.rounds} runs of "
           f"{args.seconds} s at {args.connections} connections.")
     return 0
 

@@ -31,6 +31,13 @@ def wrk(port: int, connections: int, duration: int) -> dict[str, Any]:
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)
     line = next((x for x in result.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
+    if "unable to connect" in result.stdout + result.stderr:
+        # The setup is down (a server that died under the load before): every
+        # connection an error, and the run goes on for the others.
+        return {"connections": connections, "requests": 0, "rps": 0.0,
+                "latency_ms": dict.fromkeys(("p50", "p99", "p99.9")), "errors": {},
+                "non_2xx": 0, "socket_errors": connections,
+                "failed": (result.stdout + result.stderr).strip()}
     if result.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed:\n{result.stdout}\n{result.stderr}")
     raw = json.loads(line.removeprefix("BENCH_JSON "))
@@ -49,8 +56,9 @@ def wrk(port: int, connections: int, duration: int) -> dict[str, Any]:
 
 def median_point(points: list[dict[str, Any]]) -> dict[str, Any]:
     """One figure per point from several wrk runs: median rate and latencies, all errors."""
-    def median(get: Callable[[dict[str, Any]], float]) -> float:
-        return statistics.median(get(p) for p in points)
+    def median(get: Callable[[dict[str, Any]], float | None]) -> float | None:
+        values = [v for v in map(get, points) if v is not None]  # None: wrk could not connect
+        return statistics.median(values) if values else None
 
     return {
         "connections": points[0]["connections"],
@@ -62,6 +70,7 @@ def median_point(points: list[dict[str, Any]]) -> dict[str, Any]:
                        for key in points[0]["latency_ms"]},
         "non_2xx": sum(p["non_2xx"] for p in points),
         "socket_errors": sum(p["socket_errors"] for p in points),
+        "failed": [p["failed"] for p in points if "failed" in p],
     }
 
 

@@ -1,4 +1,4 @@
-"""The benchmark's figures written down: ratios, issue 4's targets, Markdown and the chart."""
+"""The benchmark's figures written down: ratios, issues 4 and 14's targets, Markdown, the chart."""
 
 from __future__ import annotations
 
@@ -11,23 +11,40 @@ def point(setups: dict[str, Any], name: str, connections: int) -> dict[str, Any]
     return next((p for p in setups[name]["load"] if p["connections"] == connections), None)
 
 
+# (ours, theirs): the stack on GET / against each alternative, the access log's
+# cost, and the real page against the incumbent and Gunicorn alone.
+PAIRS = (("stack", "gunicorn"), ("stack", "nginx"), ("stack", "flask_dev"),
+         ("stack", "incumbent"), ("stack", "stack_log_off"),
+         ("stack_page", "incumbent_page"), ("stack_page", "gunicorn_page"))
+
+
 def ratios(setups: dict[str, Any], concurrency: tuple[int, ...]) -> dict[str, Any]:
-    """Stack against each alternative, per concurrency, from this run only."""
+    """Ours against theirs (PAIRS, those both measured), per concurrency, from this run only."""
     out: dict[str, Any] = {}
     for connections in concurrency:
-        stack = point(setups, "stack", connections)
-        assert stack is not None
-        for other in ("gunicorn", "nginx", "flask_dev"):
-            them = point(setups, other, connections)
-            assert them is not None
+        for ours, other in PAIRS:
+            if ours not in setups or other not in setups:
+                continue
+            stack, them = point(setups, ours, connections), point(setups, other, connections)
+            assert stack is not None and them is not None
             out[f"c{connections}"] = out.get(f"c{connections}", {})
-            out[f"c{connections}"][f"stack_vs_{other}"] = {
-                "rps": round(stack["rps"] / them["rps"], 3) if them["rps"] else None,
-                "p99": round(stack["latency_ms"]["p99"] / them["latency_ms"]["p99"], 3)
-                if them["latency_ms"]["p99"]
-                else None,
+            out[f"c{connections}"][f"{ours}_vs_{other}"] = {
+                "rps": divide(stack["rps"], them["rps"]),
+                "p99": divide(stack["latency_ms"]["p99"], them["latency_ms"]["p99"]),
             }
     return out
+
+
+def divide(ours: float | None, theirs: float | None) -> float | None:
+    """A ratio, None where either side has no figure (a setup that was down)."""
+    return round(ours / theirs, 3) if ours and theirs else None
+
+
+def within(ratio: dict[str, Any] | None, key: str, low: float = 0.0,
+           high: float = float("inf")) -> bool | None:
+    """A target on a ratio; None where it was not measured."""
+    value = ratio.get(key) if ratio else None
+    return low <= value <= high if value is not None else None
 
 
 def errors_free(load: dict[str, Any] | None) -> bool | None:
@@ -35,12 +52,25 @@ def errors_free(load: dict[str, Any] | None) -> bool | None:
 
 
 def targets(data: dict[str, Any]) -> dict[str, Any]:
-    """Issue 4's targets, judged on this run (None: not measured at this size)."""
-    setups, c64 = data["setups"], data["ratios"].get("c64", {}).get("stack_vs_gunicorn")
+    """Issues 4's and 14's targets, judged on this run (None: not measured at this size)."""
+    setups, at64 = data["setups"], data["ratios"].get("c64", {})
+    c64 = at64.get("stack_vs_gunicorn")
+    root, page = at64.get("stack_vs_incumbent"), at64.get("stack_page_vs_incumbent_page")
+    log = at64.get("stack_vs_stack_log_off")
     rebuild = data["rebuild"]["ratio"]
+    idle = {name: entry["idle_memory"]["pss_mib"] for name, entry in setups.items()}
     return {
-        "stack_vs_gunicorn_rps_at_64_ge_1.1": c64["rps"] >= 1.1 if c64 else None,
-        "stack_p99_at_64_no_worse": c64["p99"] <= 1.0 if c64 else None,
+        # issue 14: against the incumbent, with the access log on
+        "root_rps_at_64_ge_0.9x_incumbent": within(root, "rps", low=0.9),
+        "root_p99_at_64_le_1.2x_incumbent": within(root, "p99", high=1.2),
+        "page_rps_at_64_ge_incumbent": within(page, "rps", low=1.0),
+        "page_p99_at_64_le_incumbent": within(page, "p99", high=1.0),
+        "idle_memory_le_incumbent": idle["stack"] <= idle["incumbent"]
+        if "incumbent" in idle else None,
+        "access_log_costs_le_5pct_at_64": within(log, "rps", low=0.95),
+        # issue 4
+        "stack_vs_gunicorn_rps_at_64_ge_1.1": within(c64, "rps", low=1.1),
+        "stack_p99_at_64_no_worse": within(c64, "p99", high=1.0),
         "zero_errors_at_256": errors_free(point(setups, "stack", 256)),
         "zero_errors_at_1024": errors_free(point(setups, "stack", 1024)),
         "cold_start_median_le_1s": setups["stack"]["cold_start_median_s"] <= 1.0,
@@ -85,7 +115,7 @@ def markdown(data: dict[str, Any]) -> str:
     ratio = f"{rebuild['ratio']:.1%}" if rebuild["ratio"] is not None else "n/a"
     lines += [
         "",
-        "Targets (issue 4) on this run: " + ", ".join(
+        "Targets (issues 14 and 4) on this run: " + ", ".join(
             f"{name} {'met' if met else 'NOT met' if met is False else 'not measured'}"
             for name, met in data["targets"].items()) + ".",
         "",
@@ -123,7 +153,8 @@ def chart(data: dict[str, Any], path: Path) -> None:
     for axis, (title, value) in zip(axes, panels, strict=True):
         for name, entry in data["setups"].items():
             xs = [p["connections"] for p in entry["load"]]
-            axis.plot(xs, [value(p) for p in entry["load"]], marker="o", label=name)
+            axis.plot(xs, [value(p) for p in entry["load"]], marker="o", label=name,
+                      linestyle="--" if name.endswith("_page") else "-")
         axis.set_xscale("log", base=2)
         axis.set_yscale("log")  # Nginx alone is ~30x the others: linear hides them
         axis.set_xlabel("concurrent connections")

@@ -17,6 +17,7 @@ from pathlib import Path
 from supervisor import poller, supervisord
 
 from stack import app_commands, nginx_config, rundir
+from stack.accesslog import AccessLog
 from stack.rundir import RunDir
 from stack.settings import SettingError, load
 
@@ -39,16 +40,6 @@ def make_run_dir() -> RunDir:
     return run
 
 
-def access_log_path() -> str:
-    """Nginx writes its access log straight to our stdout, not through Supervisord."""
-    path = f"/proc/{os.getpid()}/fd/1"
-    try:
-        with open(path, "a"):
-            return path
-    except OSError:  # stdout is a socket, say: go through Supervisord's pipe instead
-        return "/dev/stdout"
-
-
 def raise_open_files_limit() -> None:
     """Soft open-files limit up to the hard one: each proxied client holds two
     descriptors, and a soft 1024 would cap Nginx near 500 connections."""
@@ -63,7 +54,10 @@ class _PromptPoller(poller.Poller):  # type: ignore[misc,valid-type]
     """Supervisord acts only between polls of up to 1 s: it spawns its programs after
     the first one, and restarts a crashed program or starts stopping on SIGTERM after
     the poll that follows the signal. This poller returns at once for the first poll
-    and, woken by any signal (signal.set_wakeup_fd), for the one after."""
+    and, woken by any signal (signal.set_wakeup_fd), for the one after. It also
+    flushes the access log's pipe on time (stack/accesslog.py)."""
+
+    access_log: AccessLog | None = None
 
     def initialize(self) -> None:
         super().initialize()
@@ -75,7 +69,11 @@ class _PromptPoller(poller.Poller):  # type: ignore[misc,valid-type]
     def poll(self, timeout: float) -> tuple[list[int], list[int]]:
         if self._at_once:
             self._at_once, timeout = False, 0
+        if self.access_log:
+            timeout = self.access_log.timeout(timeout)
         readables, writables = super().poll(timeout)
+        if self.access_log:
+            self.access_log.flush_if_due()
         if self._wakeup in readables:  # not Supervisord's: it would unregister it
             readables.remove(self._wakeup)
             with contextlib.suppress(BlockingIOError):
@@ -95,7 +93,8 @@ def main(command: list[str]) -> int:
     if command:
         return app_commands.run(settings, command)
     run = make_run_dir()
-    nginx_config.render(settings, run, access_log_path())
+    access_log = AccessLog() if settings.access_log else None
+    nginx_config.render(settings, run, access_log.path if access_log else "off")
     if not nginx_config.test(run):
         log("Nginx refused its configuration (nginx/conf.d/ included): see its message above")
         return EX_CONFIG
@@ -120,10 +119,13 @@ def main(command: list[str]) -> int:
         "STACK_DRAIN_WAIT": str(settings.drain_wait),
     })
     poller.Poller = _PromptPoller
+    _PromptPoller.access_log = access_log
     supervisord.main(
         ["--configuration", str(STACK_ROOT / "supervisord.conf"),
          "--loglevel", settings.supervisor_log_level]
     )
+    if access_log:  # Nginx has stopped: what it wrote last
+        access_log.flush(final=True)
     failed = Path(run.failed)
     if failed.exists():
         log(f"stopped because {failed.read_text().strip()}")

@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 
+from bench.report import PAIRS
 from harness.engine import Engine
 from harness.paths import ROOT
 
-SETUPS = ("stack", "gunicorn", "nginx", "flask_dev")
+SETUPS = ("stack", "stack_log_off", "gunicorn", "nginx", "flask_dev", "incumbent",
+          "stack_page", "gunicorn_page", "incumbent_page")
 SMOKE_CONCURRENCY = (1, 16)
 
 pytestmark = pytest.mark.bench
@@ -33,7 +35,7 @@ def results(engine: Engine, tmp_path_factory: pytest.TempPathFactory,
     run = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--out", str(out)],
         cwd=ROOT, env={**os.environ, "ENGINE": engine.command},
-        capture_output=True, text=True, timeout=330,
+        capture_output=True, text=True, timeout=480,
     )
     assert run.returncode == 0, f"python -m bench --smoke failed:\n{run.stdout}\n{run.stderr}"
     return out, json.loads((out / "results.json").read_text())
@@ -43,7 +45,7 @@ def number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
 
 
-@pytest.mark.timeout(360)
+@pytest.mark.timeout(540)
 def test_every_figure_for_every_setup(results: tuple[Path, dict]) -> None:
     _, data = results
     assert set(data["setups"]) == set(SETUPS)
@@ -65,26 +67,27 @@ def test_every_figure_for_every_setup(results: tuple[Path, dict]) -> None:
         assert data["machine"][key], key
     for connections in SMOKE_CONCURRENCY:
         ratios = data["ratios"][f"c{connections}"]
-        assert set(ratios) == {"stack_vs_gunicorn", "stack_vs_nginx", "stack_vs_flask_dev"}
+        assert set(ratios) == {f"{ours}_vs_{theirs}" for ours, theirs in PAIRS}
         assert all(number(r["rps"]) for r in ratios.values())
 
 
-@pytest.mark.timeout(360)
+@pytest.mark.timeout(540)
 def test_gunicorn_alone_listens_on_tcp_only(results: tuple[Path, dict]) -> None:
     _, data = results
     assert data["setups"]["gunicorn"]["tcp_only"], data["setups"]["gunicorn"]["listens"]
 
 
-@pytest.mark.timeout(360)
-def test_stack_has_no_errors_at_smoke_size(results: tuple[Path, dict]) -> None:
+@pytest.mark.timeout(540)
+def test_stack_has_no_errors_at_smoke_size_on_either_route(results: tuple[Path, dict]) -> None:
     _, data = results
-    stack = data["setups"]["stack"]
-    for point in stack["load"]:
-        assert point["non_2xx"] == 0 and point["socket_errors"] == 0, point
-    assert stack["paced"]["errors"] == 0, stack["paced"]
+    for name in ("stack", "stack_page"):
+        stack = data["setups"][name]
+        for point in stack["load"]:
+            assert point["non_2xx"] == 0 and point["socket_errors"] == 0, (name, point)
+        assert stack["paced"]["errors"] == 0, (name, stack["paced"])
 
 
-@pytest.mark.timeout(360)
+@pytest.mark.timeout(540)
 def test_markdown_and_chart_are_written(results: tuple[Path, dict]) -> None:
     out, _ = results
     table = (out / "results.md").read_text()

@@ -1,0 +1,90 @@
+"""The access log (stack/accesslog.py): every request's line arrives, within a
+second, and none is lost when an Nginx worker is killed mid-load or at a stop.
+On the stack layer and the image layers, through the `launch` fixture."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+from harness.checks import STOP_BUDGET_SECONDS, access_log
+from harness.load import SteadyClient
+from harness.procfs import descendants
+from harness.server import Server
+
+LATE_SECONDS = 1.0  # the most a line may be late
+CLIENTS = 8
+
+
+def main_pid(server: Server) -> int:
+    """The entrypoint's pid as the host sees it, for a local stack or a container."""
+    process = getattr(server, "process", None)
+    return process.pid if process else int(server.inspect("{{.State.Pid}}"))  # type: ignore[attr-defined]
+
+
+def nginx_workers(server: Server) -> list[int]:
+    found = []
+    for pid in descendants(main_pid(server)):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.startswith(b"nginx: worker process"):
+            found.append(pid)
+    return found
+
+
+def logged(server: Server, path: str) -> list[dict]:
+    """The access log's lines of requests for `path` that Nginx answered 200."""
+    return [line for line in access_log(server).values()
+            if line["uri"] == path and line["status"] == 200]
+
+
+def answered(load: SteadyClient) -> int:
+    return sum(outcome.status == 200 for outcome in load.snapshot())
+
+
+def test_every_line_arrives_within_a_second(launch) -> None:
+    server = launch()
+    ids = []
+    with requests.Session() as session:
+        for _ in range(300):
+            response = session.get(f"{server.base_url}/?late={uuid.uuid4().hex}", timeout=10)
+            assert response.status_code == 200
+            ids.append(response.headers["X-Request-ID"])
+    time.sleep(LATE_SECONDS)
+    missing = set(ids) - set(access_log(server))
+    assert not missing, f"{len(missing)} of {len(ids)} lines not there after {LATE_SECONDS} s"
+
+
+def test_no_line_lost_when_an_nginx_worker_is_killed(launch) -> None:
+    server = launch()
+    path = f"/?killed={uuid.uuid4().hex}"
+    with SteadyClient(server.base_url, clients=CLIENTS, path=path, timeout=10) as load:
+        time.sleep(1)
+        workers = nginx_workers(server)
+        assert workers, "no Nginx worker found"
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(1)  # the master starts another; the load goes on through it
+    time.sleep(LATE_SECONDS)
+    count = answered(load)
+    assert count > 0
+    assert len(logged(server, path)) >= count, f"{count} answered, fewer lines"
+
+
+def test_no_line_lost_at_stop(launch) -> None:
+    server = launch()
+    path = f"/?stopped={uuid.uuid4().hex}"
+    with SteadyClient(server.base_url, clients=CLIENTS, path=path, timeout=10) as load:
+        time.sleep(1)
+        server.terminate()  # type: ignore[attr-defined]
+        assert server.wait_exit(STOP_BUDGET_SECONDS) == 0  # type: ignore[attr-defined]
+    count = answered(load)
+    assert count > 0
+    assert len(logged(server, path)) >= count, f"{count} answered, fewer lines"
