@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from harness.checks import access_log
 from harness.containers import Container
 from harness.engine import Engine
 from harness.images import HARDENED
@@ -101,8 +102,9 @@ def test_workers_follow_the_cpu_quota(run_container) -> None:
 
 def test_logs_go_to_stdout_and_no_log_files_exist(container: Container) -> None:
     request_id = requests.get(f"{container.base_url}/", timeout=10).headers["X-Request-ID"]
+    assert request_id in access_log(container, request_id)  # its line arrives...
     result = container.output()
-    assert request_id in result.stdout  # the access log, on stdout itself
+    assert request_id in result.stdout  # ...on stdout itself
     assert "Booting worker" in result.stdout + result.stderr
     files = container.exec("python", "-c", (
         "import os\n"
