@@ -20,6 +20,7 @@ EX_NOTFOUND, EX_NOEXEC = 127, 126  # what a shell answers for a missing or unrun
 
 
 def log(message: str) -> None:
+    """The entrypoint's log line (it runs these steps)."""
     print(f"entrypoint: {message}", file=sys.stderr, flush=True)
 
 

@@ -18,15 +18,12 @@ from supervisor import poller, supervisord
 
 from stack import app_commands, nginx_config, rundir
 from stack.accesslog import AccessLog
+from stack.app_commands import log
 from stack.rundir import RunDir
 from stack.settings import SettingError, load
 
 STACK_ROOT = Path(__file__).resolve().parent.parent
 EX_CONFIG = 78  # sysexits.h: configuration error
-
-
-def log(message: str) -> None:
-    print(f"entrypoint: {message}", file=sys.stderr, flush=True)
 
 
 def make_run_dir() -> RunDir:
