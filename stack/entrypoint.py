@@ -1,13 +1,15 @@
 """The container's entrypoint: validate settings, render Nginx's config, run Supervisord.
 
 Supervisord runs in this very process (PID 1 in the container), so there is no
-extra process to forward signals. When stack/watchdog.py stopped it because a
-program could not stay up, this exits 1 instead of Supervisord's 0.
+extra process to forward signals, with stack/watchdog.py's fail-fast and drain in
+its loop. When the watchdog stopped it because a program could not stay up, this
+exits 1 instead of Supervisord's 0.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import resource
 import signal
@@ -21,6 +23,7 @@ from stack.accesslog import AccessLog
 from stack.app_commands import log
 from stack.rundir import RunDir
 from stack.settings import SettingError, load
+from stack.watchdog import Watchdog
 
 STACK_ROOT = Path(__file__).resolve().parent.parent
 EX_CONFIG = 78  # sysexits.h: configuration error
@@ -112,11 +115,11 @@ def main(command: list[str]) -> int:
         "STACK_SUPERVISORD_PID": run.supervisord_pid,
         "STACK_PYTHON": sys.executable,
         "STACK_STOP_WAIT": str(settings.stop_wait),
-        "STACK_DRAIN_SECONDS": str(settings.drain_seconds),
-        "STACK_DRAIN_WAIT": str(settings.drain_wait),
     })
     poller.Poller = _PromptPoller
     _PromptPoller.access_log = access_log
+    supervisord.Supervisor = functools.partial(Watchdog, run=run,
+                                               drain_seconds=settings.drain_seconds)
     supervisord.main(
         ["--configuration", str(STACK_ROOT / "supervisord.conf"),
          "--loglevel", settings.supervisor_log_level]

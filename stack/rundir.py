@@ -3,8 +3,8 @@
 All that is written at run time lives here ($TMPDIR/stack, /tmp/stack in the
 image): Gunicorn's socket, pid files, Nginx's rendered config and temp files,
 and the two markers the watchdog leaves. The entrypoint makes it and tells the
-other processes where it is in STACK_RUN_DIR. Only os.path: the watchdog imports
-this and stays small.
+other processes where it is in STACK_RUN_DIR. Only os.path: small enough for any
+process to import.
 """
 
 from __future__ import annotations

@@ -266,7 +266,7 @@ class Settings:
         """...which Gunicorn keeps open longer, so Nginx never reuses one Gunicorn just closed."""
         return self.upstream_keepalive + 5
 
-    # --- Stopping: Supervisord stops the watchdog (the drain), then Nginx, then Gunicorn
+    # --- Stopping: the drain (stack/watchdog.py), then Supervisord stops Nginx, then Gunicorn
 
     @property
     def stop_wait(self) -> int:
@@ -274,14 +274,9 @@ class Settings:
         return self.graceful_timeout + 2
 
     @property
-    def drain_wait(self) -> int:
-        """Supervisord's wait for the watchdog's drain."""
-        return self.drain_seconds + 2
-
-    @property
     def stop_ceiling(self) -> int:
         """The longest a stop can take after SIGTERM: a deployment's grace must exceed it."""
-        return self.drain_wait + 2 * self.stop_wait
+        return self.drain_seconds + 2 * self.stop_wait
 
 
 SETTINGS: tuple[Setting, ...] = tuple(

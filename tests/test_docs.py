@@ -50,8 +50,7 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*$", re.M)
 SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)
 # Environment variables the entrypoint sets for supervisord.conf.
-STACK_ENV = ("STACK_ROOT", "STACK_RUN_DIR", "STACK_PYTHON", "STACK_STOP_WAIT",
-             "STACK_DRAIN_SECONDS", "STACK_DRAIN_WAIT")
+STACK_ENV = ("STACK_ROOT", "STACK_RUN_DIR", "STACK_PYTHON", "STACK_STOP_WAIT")
 WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
 
 
@@ -127,8 +126,9 @@ class Start:
 
     @property
     def stop_ceiling(self) -> int:
-        """Supervisord stops its programs one after another, each for up to its stopwaitsecs."""
-        return sum(self.waits.values())
+        """The drain, then Supervisord stops its programs one after another, each for up
+        to its stopwaitsecs."""
+        return self.settings.drain_seconds + sum(self.waits.values())
 
 
 def start(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, environ: Mapping[str, Any],
@@ -207,13 +207,14 @@ def claims(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Claim]:
 
     # The stop: the drain, then each server (Nginx, Gunicorn), each with the same spare.
     drain, graceful = in_compose.settings.drain_seconds, in_compose.settings.graceful_timeout
-    servers = [name for name in in_compose.waits if name.startswith("program:")]
-    spares = {in_compose.waits["eventlistener:watchdog"] - drain,
-              *(in_compose.waits[name] - graceful for name in servers)}
+    servers = list(in_compose.waits)
+    assert servers == ["program:gunicorn", "program:nginx"], servers
+    spares = {in_compose.waits[name] - graceful for name in servers}
     assert len(spares) == 1, f"the docs give each step the same spare: {in_compose.waits}"
     (spare,) = spares
-    assert in_compose.stop_ceiling == drain + spare + len(servers) * (graceful + spare)
-    formula = (spare, len(servers), spare)
+    assert in_compose.stop_ceiling == drain + len(servers) * (graceful + spare)
+    assert in_compose.stop_ceiling == in_compose.settings.stop_ceiling
+    formula = (len(servers), spare)
 
     nginx_wait = default.seconds("proxy_read_timeout")
     upstream_keepalive = default.seconds("keepalive_timeout", upstream=True)
@@ -253,10 +254,10 @@ def claims(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Claim]:
               ("README.md", "docs/deployment.md")),
         # docs/deployment.md: the stop
         Claim(r"each with (\d+) s to spare", (spare,), ("docs/deployment.md",)),
-        Claim(rf"`DRAIN_SECONDS` \+ (\d+) \+ (\d+) {times} \(`GRACEFUL_TIMEOUT` \+ (\d+)\) "
+        Claim(rf"`DRAIN_SECONDS` \+ (\d+) {times} \(`GRACEFUL_TIMEOUT` \+ (\d+)\) "
               r"= (\d+) s", (*formula, in_compose.stop_ceiling), ("docs/deployment.md",)),
         Claim(rf"`DRAIN_SECONDS` \+ (\d+) {times} `GRACEFUL_TIMEOUT` \+ (\d+)",
-              (len(servers), spare + len(servers) * spare), ("docs/deployment.md",)),
+              (len(servers), len(servers) * spare), ("docs/deployment.md",)),
         # docs/deployment.md: the timeout budget's reasons (test_deploy checks its values)
         Claim(r"well before Nginx's (\d+) s", (default.seconds("keepalive_timeout"),),
               ("docs/deployment.md",)),
@@ -303,9 +304,9 @@ def claims(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Claim]:
         Claim(r"HAProxy \(checks every (\d+) s, (\d+) failures\)", (inter, fall),
               ("compose.yaml",)),
         Claim(r"HAProxy finds up to (\d+)", (int(template[1]),), ("compose.yaml",)),
-        Claim(r"ceiling after SIGTERM is DRAIN \+ (\d+) \+ (\d+) x \(GRACEFUL \+ (\d+)\) "
+        Claim(r"ceiling after SIGTERM is DRAIN \+ (\d+) x \(GRACEFUL \+ (\d+)\) "
               r"= (\d+) s", (*formula, in_compose.stop_ceiling), ("compose.yaml",)),
-        Claim(r"ceiling: DRAIN \+ (\d+) \+ (\d+) x \(GRACEFUL \+ (\d+)\) = (\d+) s",
+        Claim(r"ceiling: DRAIN \+ (\d+) x \(GRACEFUL \+ (\d+)\) = (\d+) s",
               (*formula, in_kubernetes.stop_ceiling), ("deploy/kubernetes/deployment.yaml",)),
         Claim(r"terminationGracePeriodSeconds (\d+) >= (\d+) \+ (\d+)",
               (pod["terminationGracePeriodSeconds"], pre_stop, in_kubernetes.stop_ceiling),
