@@ -1,14 +1,15 @@
 """Compare settings: the stack and Gunicorn alone under each, beside the incumbent, at one load.
 
     python -m bench.compare --variant "WEB_CONCURRENCY=4 THREADS=2" \\
-                            --variant "WEB_CONCURRENCY=2 THREADS=4" [--connections 64] [--page]
+                            --variant "WEB_CONCURRENCY=2 THREADS=8" [--connections 64] \\
+                            [--route root|page|io]
 
 How the defaults were chosen (docs/performance.md). Each round runs every
 variant on both setups in turn, and the incumbent (bench/incumbent/, which no
-variant changes) once, on GET / or, with --page, on the real page
-(examples/package's index). The table gives the medians over rounds, and the
-stack's idle memory measured alone. The engine is the ENGINE setting. Markdown
-on stdout.
+variant changes) once, on a route: GET / (root), the real page (examples/package's
+index) or an I/O-bound one (a 20 ms wait, as for a database or an API). The
+table gives the medians over rounds, and the stack's idle memory measured alone.
+The engine is the ENGINE setting. Markdown on stdout.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from bench import log
 from bench.load import median_point, wrk
 from bench.setups import (
     IDLE_SETTLE_SECONDS,
+    IO_PATH,
+    IO_SETUPS,
     SETUPS,
     TAG,
     build,
@@ -38,8 +41,10 @@ def errors(point: dict) -> int:
     return point["non_2xx"] + point["socket_errors"]
 
 
-ROUTES = {False: ("stack", "gunicorn", "incumbent"),
-          True: ("stack_page", "gunicorn_page", "incumbent_page")}
+# Each route: the stack's setup, Gunicorn alone's, the incumbent's, and the path wrk asks.
+ROUTES = {"root": ("stack", "gunicorn", "incumbent", "/"),
+          "page": ("stack_page", "gunicorn_page", "incumbent_page", "/"),
+          "io": ("stack_io", "gunicorn_io", "incumbent_io", IO_PATH)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,15 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--page", action="store_true",
-                        help="the real page (examples/package's index) instead of GET /")
+    parser.add_argument("--route", choices=ROUTES, default="root",
+                        help="GET / (root), the real page or the I/O-bound route")
     args = parser.parse_args(argv)
     engine = harness.engine.chosen()
-    stack_name, alone_name, incumbent_name = ROUTES[args.page]
+    stack_name, alone_name, incumbent_name, path = ROUTES[args.route]
     build(engine, TAG, ROOT)
     build_others(engine, SETUPS)
-    incumbent = next(s for s in SETUPS if s.name == incumbent_name)
-    setups = {variant: {s.name: s for s in with_settings(SETUPS, variant.split())
+    known = SETUPS + IO_SETUPS
+    incumbent = next(s for s in known if s.name == incumbent_name)
+    setups = {variant: {s.name: s for s in with_settings(known, variant.split())
                         if s.name in (stack_name, alone_name)} for variant in args.variant}
     points: dict[tuple[str, str], list] = {}
     idle: dict[str, float] = {}
@@ -74,13 +80,13 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{variant or 'defaults'}: {name} round {round_ + 1}/{args.rounds}")
             with containers(engine) as started:
                 port = run(engine, setup, started).container.port
-                wrk(port, args.connections, 1)  # warm up
+                wrk(port, args.connections, 1, path)  # warm up
                 points.setdefault((variant, name), []).append(
-                    wrk(port, args.connections, args.seconds))
+                    wrk(port, args.connections, args.seconds, path))
     reference = median_point(points[("", incumbent_name)])
     print(f"`python -m bench.compare {' '.join(f'--variant {v!r}' for v in args.variant)} "
           f"--connections {args.connections} --seconds {args.seconds} "
-          f"--rounds {args.rounds}{' --page' if args.page else ''}`, "
+          f"--rounds {args.rounds} --route {args.route}`, "
           f"{time.strftime('%Y-%m-%d')}\n")
     print("| Settings | stack req/s | Gunicorn alone req/s | stack / incumbent req/s "
           "| stack p99 ms | Gunicorn p99 ms | stack idle PSS MiB | errors (stack, alone) |")

@@ -15,7 +15,7 @@ from harness.load import SteadyClient, percentile
 LUA = Path(__file__).resolve().parent / "latency.lua"
 
 
-def wrk(port: int, connections: int, duration: int) -> dict[str, Any]:
+def wrk(port: int, connections: int, duration: int, path: str = "/") -> dict[str, Any]:
     threads = min(2, connections)  # wrk needs at least one connection per thread
     command = [
         "wrk",
@@ -27,7 +27,7 @@ def wrk(port: int, connections: int, duration: int) -> dict[str, Any]:
         "--latency",
         "-s",
         str(LUA),
-        f"http://127.0.0.1:{port}/",
+        f"http://127.0.0.1:{port}{path}",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)
     line = next((x for x in result.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)

@@ -90,8 +90,26 @@ SETUPS = (
         image="incumbent",
     ),
 )
+# An I/O-bound route, for bench.compare --route io only: tests/apps/slow.py's
+# /slow, which waits as a call to a database or an API would, added to each app.
+SLOW_APP = ROOT / "tests" / "apps" / "slow.py"
+IO_PATH = "/slow?seconds=0.02"
+IO_SETUPS = (
+    Setup("stack_io", "Image, I/O-bound route",
+          (f"--volume={SLOW_APP}:/srv/app/slow.py:ro", "--env=APP_MODULE=slow:app")),
+    Setup(
+        "gunicorn_io",
+        "Gunicorn alone, I/O-bound route",
+        (f"--volume={SLOW_APP}:/srv/app/slow.py:ro", "--env=APP_MODULE=slow:app",
+         *GUNICORN_ALONE[0]),
+        GUNICORN_ALONE[1],
+    ),
+    Setup("incumbent_io", "uWSGI design, I/O-bound route",
+          (f"--volume={SLOW_APP}:/app/slow.py:ro", "--env=UWSGI_MODULE=slow:app"),
+          image="incumbent"),
+)
 # Setups that read the image's settings (--env, bench.compare's variants).
-CONFIGURABLE = ("stack", "gunicorn", "stack_page", "gunicorn_page")
+CONFIGURABLE = ("stack", "gunicorn", "stack_page", "gunicorn_page", "stack_io", "gunicorn_io")
 
 
 def with_settings(setups: tuple[Setup, ...], settings: list[str]) -> tuple[Setup, ...]:

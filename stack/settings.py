@@ -169,7 +169,7 @@ class Settings:
     worker_class: str = setting(
         "gthread", _choice("gthread", "sync"), "gthread or sync", "Gunicorn worker class.")
     threads: int = setting(
-        "4", _whole(1, 64), "a whole number from 1 to 64", "Threads per worker (gthread).")
+        "8", _whole(1, 64), "a whole number from 1 to 64", "Threads per worker (gthread).")
     timeout: int = setting(
         "30", _whole(1, 3600), "a whole number of seconds from 1 to 3600",
         "Longest a request may run in Gunicorn; Nginx waits 5 s longer, so Gunicorn "

@@ -15,6 +15,7 @@ from harness.engine import Engine
 from harness.images import HARDENED
 from harness.procfs import processes
 from stack.rundir import RunDir
+from stack.settings import defaults
 
 pytestmark = pytest.mark.image
 
@@ -97,7 +98,7 @@ def test_healthcheck_fails_when_the_app_is_down(run_container) -> None:
 
 def test_workers_follow_the_cpu_quota(run_container) -> None:
     server = run_container(args=("--cpus=1",))
-    assert "2 gthread workers x 4 threads (1 CPUs available)" in server.logs()
+    assert f"2 gthread workers x {defaults().threads} threads (1 CPUs available)" in server.logs()
     workers = [p for p in processes(server).values()
                if "gunicorn" in p["cmdline"]]
     assert len(workers) == 1 + 2  # the master and two workers
