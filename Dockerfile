@@ -8,7 +8,7 @@ ARG BASE_IMAGE=debian:trixie-slim
 # The app's directory in the build context: `--build-arg APP_SOURCE=examples/package`.
 ARG APP_SOURCE=app
 # The stack's version (CHANGELOG.md), and what the labels say of the build.
-ARG VERSION=1.1.0
+ARG VERSION=1.0.0
 ARG REVISION=unknown
 ARG SOURCE=local
 # Debian trixie's: the builder stops if its Python or Nginx is another.
