@@ -26,22 +26,21 @@ from bench.compare import ROUTES
 from bench.load import wrk
 from bench.setups import IO_SETUPS, SETUPS, TAG, build, build_others, containers, run, with_settings
 from harness.paths import ROOT
-from harness.procfs import descendants, processes
+from harness.procfs import processes
 
 TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
 SAMPLES = 3
 
 
-def cpu_ticks(pids: list[int]) -> Counter[tuple[str, str]]:
+def cpu_ticks(container: Any) -> Counter[tuple[str, str]]:
     """(process, user|system) -> clock ticks, children that have exited included."""
     ticks: Counter[tuple[str, str]] = Counter()
-    for pid in pids:
+    for pid, process in processes(container).items():
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        name = " ".join(cmdline.split()[:4])[:60]
+        name = " ".join(process["cmdline"].split()[:4])[:60]
         utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
         ticks[(name, "user")] += utime + cutime
         ticks[(name, "system")] += stime + cstime
@@ -53,9 +52,8 @@ def sockets_per_worker(container: Any) -> list[int]:
     gunicorn = {pid for pid, p in tree.items() if "gunicorn" in p["cmdline"]}
     counts = []
     for pid in sorted(p for p in gunicorn if int(tree[p]["ppid"]) in gunicorn):
-        with_fds = Path(f"/proc/{pid}/fd")
-        counts.append(sum(1 for fd in with_fds.iterdir()
-                          if os.readlink(fd).startswith("socket:")))
+        fds = Path(f"/proc/{pid}/fd").iterdir()
+        counts.append(sum(1 for fd in fds if os.readlink(fd).startswith("socket:")))
     return counts
 
 
@@ -76,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     with containers(engine) as started:
         container = run(engine, known[args.setup], started).container
         wrk(container.port, args.connections, 1, path)  # warm up
-        main_pid = int(container.inspect("{{.State.Pid}}"))
-        before = cpu_ticks(descendants(main_pid))
+        before = cpu_ticks(container)
         result: dict[str, Any] = {}
         load = threading.Thread(target=lambda: result.update(
             wrk(container.port, args.connections, args.seconds, path)))
@@ -87,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(args.seconds / (SAMPLES + 1))
             spread.append(sockets_per_worker(container))
         load.join()
-        after = cpu_ticks(descendants(main_pid))
+        after = cpu_ticks(container)
     requests = result["requests"]
     print(f"`python -m bench.cpu {args.setup} --variant {args.variant!r} --route {args.route} "
           f"--connections {args.connections} --seconds {args.seconds}`, "
