@@ -1,0 +1,43 @@
+"""The image's variants: one Dockerfile, built for each Python with build arguments only.
+
+The first is the default: its values are the Dockerfile's own ARG defaults (a
+test keeps the two equal), so `docker build .` builds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str  # the tags' suffix, as in 1.2.0-py3.13
+    suite: str  # the Debian release its base image, Python and Nginx come from
+    python: str
+    nginx: str
+
+    @property
+    def base_image(self) -> str:
+        """The base as a registry names it; .ci/base-image makes it locally."""
+        return f"debian:{self.suite}-slim"
+
+    @property
+    def build_args(self) -> dict[str, str]:
+        return {"BASE_IMAGE": self.base_image, "PYTHON_VERSION": self.python,
+                "NGINX_VERSION": self.nginx}
+
+
+VARIANTS = (
+    Variant("py3.13", "trixie", "3.13", "1.26"),  # Debian stable
+    Variant("py3.14", "forky", "3.14", "1.30"),  # Debian testing
+)
+DEFAULT = VARIANTS[0]
+
+
+def variant(name: str) -> Variant:
+    """The variant by its name (py3.13); ValueError for another."""
+    for candidate in VARIANTS:
+        if candidate.name == name:
+            return candidate
+    raise ValueError(f"no variant {name!r}: expected one of "
+                     + ", ".join(v.name for v in VARIANTS))
