@@ -84,6 +84,8 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
     CMD ["/opt/venv/bin/python", "-P", "-m", "stack.healthcheck"]
 ENTRYPOINT ["/opt/venv/bin/python", "-P", "-m", "stack.entrypoint"]
 ARG VERSION
+# For the metrics' flask_stack_build_info.
+ENV FLASK_STACK_VERSION=${VERSION}
 ARG REVISION
 ARG SOURCE
 ARG PYTHON_VERSION

@@ -27,6 +27,7 @@ from bench.load import wrk
 from bench.setups import IO_SETUPS, SETUPS, TAG, build, build_others, containers, run, with_settings
 from harness.paths import ROOT
 from harness.procfs import processes
+from stack.procfs import stat
 
 TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
 SAMPLES = 3
@@ -37,13 +38,12 @@ def cpu_ticks(container: Any) -> Counter[tuple[str, str]]:
     ticks: Counter[tuple[str, str]] = Counter()
     for pid, process in processes(container).items():
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used = stat(pid)
         except OSError:
             continue
         name = " ".join(process["cmdline"].split()[:4])[:60]
-        utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
-        ticks[(name, "user")] += utime + cutime
-        ticks[(name, "system")] += stime + cstime
+        ticks[(name, "user")] += used.utime
+        ticks[(name, "system")] += used.stime
     return ticks
 
 

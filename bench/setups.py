@@ -18,12 +18,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness.containers import Container
+from harness.containers import Container, start_container
 from harness.engine import Engine
 from harness.images import GUNICORN_ALONE, IMAGE_TAG, build_image
 from harness.paths import ROOT
 from harness.procfs import descendants, pss_mib
-from harness.server import free_port, wait_until_up
+from harness.server import wait_until_up
 
 BENCH = Path(__file__).resolve().parent
 # Under IMAGE_TAG's name, so two checkouts benchmarking at once keep their own.
@@ -151,13 +151,9 @@ class Running:
 
 
 def run(engine: Engine, setup: Setup, started: list[Container]) -> Running:
-    port = free_port()
     begin = time.monotonic()
-    cid = engine(
-        "run", "--detach", f"--publish=127.0.0.1:{port}:1300", *setup.args, TAGS[setup.image],
-        *setup.command,
-    )
-    container = Container(engine, cid, port)
+    container = start_container(engine, TAGS[setup.image], args=setup.args,
+                                command=setup.command, wait=False, test_apps=False)
     started.append(container)
     # `/`: the setups without the stack (Flask's server, the incumbent) have no /healthz.
     wait_until_up(container.base_url, container.running, container.logs, poll=UP_POLL, path="/")

@@ -5,6 +5,7 @@ Plain asserts: tests/conftest.py has pytest rewrite them, so a failure shows its
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import subprocess
@@ -23,14 +24,47 @@ STOP_BUDGET_SECONDS = 10  # Docker's default before SIGKILL
 LOG_DELAY_SECONDS = 5  # the longest an access log line may take to reach the logs here
 
 
+def records(text: str) -> list[dict]:
+    """The JSON records of a log, in order (a line that is not one is left out)."""
+    found = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            fields = json.loads(line)
+            if isinstance(fields, dict):
+                found.append(fields)
+    return found
+
+
+def is_access_line(fields: dict) -> bool:
+    return fields.get("source") == "nginx" and "status" in fields and "request_id" in fields
+
+
+def log_text(server: Server) -> str:
+    """What the log says, a line per record: its message, then its exception's
+    text (so that a test reads `"quoted"` words as the log gives them)."""
+    lines = []
+    for line in server.logs().splitlines():
+        try:
+            fields = json.loads(line)
+        except ValueError:
+            lines.append(line)
+            continue
+        if not isinstance(fields, dict):
+            lines.append(line)
+            continue
+        lines.append(str(fields.get("message", "")))
+        if fields.get("exception"):
+            lines.append(str(fields["exception"]))
+    return "\n".join(lines)
+
+
 def access_log(server: Server, *waiting_for: str) -> dict[str, dict]:
     """The access log lines on the server's stdout, by request id, once the lines
     of the ids named are there (a line reaches the logs a moment after its answer)
     or LOG_DELAY_SECONDS have passed."""
     deadline = time.monotonic() + LOG_DELAY_SECONDS
     while True:
-        lines = [json.loads(line) for line in server.logs().splitlines()
-                 if line.startswith('{"time"')]
+        lines = [fields for fields in records(server.logs()) if is_access_line(fields)]
         found = {line["request_id"]: line for line in lines}
         if set(waiting_for) <= set(found) or time.monotonic() > deadline:
             return found

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from harness.engine import Engine
 from harness.paths import TEST_APPS
 from harness.server import ServerError, free_port, wait_until_up
+from stack.settings import Settings
 
 
 @dataclass
@@ -16,10 +17,15 @@ class Container:
     engine: Engine
     id: str
     port: int
+    metrics_port: int = 0  # where the metrics' port is published, if it is
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def running(self) -> bool:
         return self.inspect("{{.State.Running}}") == "true"
@@ -90,18 +96,24 @@ class Container:
 
 def start_container(engine: Engine, image: str, env: dict[str, str] | None = None,
                     args: tuple[str, ...] = (), wait: bool = True,
-                    command: tuple[str, ...] = ()) -> Container:
-    """Run the image on a free loopback port, the test apps beside the app;
-    `args` go before the image, `command` after it."""
-    port = free_port()
+                    command: tuple[str, ...] = (), test_apps: bool = True,
+                    path: str = "/healthz", poll: float = 0.1) -> Container:
+    """Run the image on a free loopback port, its metrics' port on another (with
+    the test apps beside the app, unless not `test_apps`); `args` go before the
+    image, `command` after it; `wait` until `path` answers 200."""
+    port, metrics_port = free_port(), free_port()
     options = [f"--env={key}={value}" for key, value in (env or {}).items()]
-    mounts = [f"--volume={path}:/srv/app/{path.name}:ro" for path in TEST_APPS.glob("*.py")]
-    cid = engine("run", "--detach", f"--publish=127.0.0.1:{port}:1300", *options,
+    mounts = ([f"--volume={app}:/srv/app/{app.name}:ro" for app in TEST_APPS.glob("*.py")]
+              if test_apps else [])
+    inside = (env or {}).get("METRICS_PORT", "")
+    inside = inside if inside.isdigit() else Settings.default("METRICS_PORT")
+    cid = engine("run", "--detach", f"--publish=127.0.0.1:{port}:1300",
+                 f"--publish=127.0.0.1:{metrics_port}:{inside}", *options,
                  *mounts, *args, image, *command)
-    container = Container(engine, cid, port)
+    container = Container(engine, cid, port, metrics_port)
     if wait:
         try:
-            wait_until_up(container.base_url, container.running, container.logs)
+            wait_until_up(container.base_url, container.running, container.logs, poll, path)
         except BaseException:
             container.remove()
             raise

@@ -34,6 +34,14 @@ GUNICORN_ALONE = (("--entrypoint", "/opt/venv/bin/python", "--env", "STACK_RUN_D
                    "--bind", "0.0.0.0:1300"))
 
 
+def version() -> str:
+    """The stack's version: the Dockerfile's ARG VERSION, its one place."""
+    found = re.search(r"^ARG VERSION=(\S+)$", (ROOT / "Dockerfile").read_text(), re.M)
+    if not found:
+        raise ValueError("the Dockerfile has no ARG VERSION=...")
+    return found[1]
+
+
 def locked(locks: tuple[Path, ...] = LOCKS) -> dict[str, str]:
     """Every distribution the locks pin, by its name as written there: its version."""
     return {name: version for lock in locks

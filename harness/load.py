@@ -10,7 +10,7 @@ import http.client
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -46,10 +46,14 @@ class SteadyClient:
 
     def __init__(self, base_url: str, clients: int = 4, path: str = "/",
                  interval: float = 0.0, timeout: float = 15.0,
-                 rate: int = 0, seconds: float = 0.0) -> None:
+                 rate: int = 0, seconds: float = 0.0, new_connections: bool = False,
+                 expect: Callable[[bytes], bool] | None = None) -> None:
+        """`new_connections`: each request on a connection of its own, as a client
+        without keep-alive; `expect`: a 200 whose body it refuses counts as an error."""
         parts = urlsplit(base_url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.clients, self.path, self.interval, self.timeout = clients, path, interval, timeout
+        self.new_connections, self.expect = new_connections, expect
         self.rate, self._due_total, self._due_taken = rate, round(rate * seconds), 0
         self.first_due = 0.0
         self.outcomes: list[Outcome] = []
@@ -100,10 +104,13 @@ class SteadyClient:
                 if connection is None:
                     connection = http.client.HTTPConnection(self.host, self.port,
                                                             timeout=self.timeout)
-                connection.request("GET", self.path)
+                connection.request("GET", self.path,
+                                   headers={"Connection": "close"} if self.new_connections else {})
                 response = connection.getresponse()
-                response.read()
+                body = response.read()
                 status = response.status
+                if status == 200 and self.expect is not None and not self.expect(body):
+                    error = f"unexpected body {body[:120]!r}"
                 if response.will_close:
                     connection.close()
                     connection = None
@@ -122,6 +129,10 @@ class SteadyClient:
     def snapshot(self) -> list[Outcome]:
         with self._lock:
             return list(self.outcomes)
+
+    def failures(self) -> list[Outcome]:
+        """Requests without a 200 or with another answer than expected."""
+        return [outcome for outcome in self.snapshot() if outcome.status != 200 or outcome.error]
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

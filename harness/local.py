@@ -18,9 +18,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO
 
-from harness.images import RUNTIME_FILES, locked
+from harness.images import RUNTIME_FILES, locked, version
 from harness.paths import ROOT, TEST_APPS
-from harness.procfs import proc_stats
+from harness.procfs import stats
 from harness.server import ServerError, free_port, wait_until_up
 
 
@@ -48,12 +48,19 @@ class LocalStack(LocalServer):
     work: Path
     env: dict[str, str] = field(default_factory=dict)
     command: tuple[str, ...] = ()  # run instead of the server, as `docker run IMAGE COMMAND`
+    metrics_port: int = field(default_factory=free_port)
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def log_path(self) -> Path:
         return self.work / "output.log"
 
-    def start(self, wait: bool = True) -> LocalStack:
+    def start(self, wait: bool = True, drain_output: bool = True) -> LocalStack:
+        """`drain_output=False`: nothing reads the stack's stdout; `output` is its
+        read end, for a test to hold (a stalled log driver) or close (a gone one)."""
         env = {
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "PYTHONPATH": f"{self.install}:{self.install / 'site-packages'}",
@@ -61,6 +68,8 @@ class LocalStack(LocalServer):
             "TMPDIR": str(self.work),
             "APP_DIR": str(self.install / "app"),
             "PORT": str(self.port),
+            "METRICS_PORT": str(self.metrics_port),
+            "FLASK_STACK_VERSION": version(),
             **self.env,
         }
         # As root, run as nobody like the image runs as its own user: Nginx
@@ -77,8 +86,9 @@ class LocalStack(LocalServer):
             user=user, start_new_session=True,
         )
         os.close(write_end)
-        reader = os.fdopen(read_end, "rb")
-        threading.Thread(target=self._collect, args=(reader,), daemon=True).start()
+        self.output = os.fdopen(read_end, "rb")
+        if drain_output:
+            threading.Thread(target=self._collect, args=(self.output,), daemon=True).start()
         if wait:
             wait_until_up(self.base_url, lambda: self.process.poll() is None, self.logs)
         return self
@@ -116,8 +126,8 @@ class LocalStack(LocalServer):
         if self.process is None:
             return
         for _ in range(50):  # until none is left, in case one forked meanwhile
-            members = [pid for pid, _, sid, state in proc_stats()
-                       if sid == self.process.pid and state != "Z"]
+            members = [process.pid for process in stats()
+                       if process.session == self.process.pid and process.state != "Z"]
             if not members:
                 break
             for pid in members:
@@ -140,6 +150,15 @@ def stack_python() -> str:
                 f"the stack runs as nobody, who cannot run {python}: make the test venv "
                 "from a Python outside /root (tests/run uses /usr/bin/python3)")
     return python
+
+
+def versions() -> str:
+    """The Python and Nginx the stack layer runs: this machine's, not the image's."""
+    nginx = shutil.which("nginx")
+    found = (subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip()
+             .removeprefix("nginx version: ") if nginx else "no nginx")
+    python = subprocess.run([stack_python(), "-V"], capture_output=True, text=True).stdout
+    return f"{python.strip()} and {found}"
 
 
 def install_stack(install: Path) -> Path:

@@ -1,29 +1,28 @@
-"""Processes as the host's /proc shows them, a container's included."""
+"""Processes as the host's /proc shows them, a container's included (read by
+stack.procfs, the one reader of /proc's files)."""
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 from harness.containers import Container
+from stack.procfs import cmdline, stats
+
+__all__ = ["cmdline", "descendants", "main_pid", "nginx_workers", "processes", "pss_mib",
+           "stats"]
 
 
-def proc_stats() -> Iterator[tuple[int, int, int, str]]:
-    """(pid, ppid, session, state) of every process."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            # The command name may hold spaces and parentheses: split after the last ')'.
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            yield int(stat.parent.name), int(fields[1]), int(fields[3]), fields[0]
+class ProcUnreadable(RuntimeError):
+    """/proc could not tell what was asked: a figure read from it would be a lie."""
 
 
 def descendants(pid: int) -> list[int]:
     """A process and all its descendants."""
     children: dict[int, list[int]] = {}
-    for child, ppid, _, _ in proc_stats():
-        children.setdefault(ppid, []).append(child)
+    for process in stats():
+        children.setdefault(process.ppid, []).append(process.pid)
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
@@ -32,28 +31,48 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def main_pid(server: object) -> int:
+    """The entrypoint's pid as the host sees it, for a local stack or a container."""
+    process = getattr(server, "process", None)
+    return process.pid if process else int(server.inspect("{{.State.Pid}}"))  # type: ignore[attr-defined]
+
+
 def processes(container: Container) -> dict[int, dict[str, str]]:
     """A container's process tree: pid -> uid, ppid, name, cmdline."""
     found = {}
     for pid in descendants(int(container.inspect("{{.State.Pid}}"))):
-        proc = Path(f"/proc/{pid}")
         try:
-            status = (proc / "status").read_text()
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            status = Path(f"/proc/{pid}/status").read_text()
+            command = cmdline(pid)
         except OSError:
             continue
         fields = dict(re.findall(r"^(Uid|PPid|Name):\s+(\S+)", status, re.M))
         found[pid] = {"uid": fields["Uid"], "ppid": fields["PPid"], "name": fields["Name"],
-                      "cmdline": cmdline}
+                      "cmdline": command}
+    return found
+
+
+def nginx_workers(server: object) -> list[int]:
+    """The Nginx worker processes of a local stack or a container."""
+    found = []
+    for pid in descendants(main_pid(server)):
+        with contextlib.suppress(OSError):
+            if cmdline(pid).startswith("nginx: worker process"):
+                found.append(pid)
     return found
 
 
 def pss_mib(pids: list[int]) -> float:
-    """Sum of PSS over processes: pages they share are counted once."""
+    """Sum of PSS over processes: pages they share are counted once. A process
+    whose smaps_rollup cannot be read fails: 0 would pass for little memory."""
+    if not pids:
+        raise ProcUnreadable("no processes to measure")
     total_kib = 0
     for pid in pids:
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total_kib += int(line.split()[1])
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError as error:
+            raise ProcUnreadable(f"/proc/{pid}/smaps_rollup: {error}") from error
+        (pss,) = re.findall(r"^Pss:\s+(\d+) kB", rollup, re.M)
+        total_kib += int(pss)
     return round(total_kib / 1024, 2)

@@ -1,6 +1,7 @@
-"""The access log's way out: Nginx writes each line into a pipe the entrypoint
-holds, and the entrypoint (PID 1, running Supervisord) copies what has gathered
-there to its stdout every FLUSH_SECONDS, in one write.
+"""The access log's way in: Nginx writes each line into a pipe the entrypoint
+holds, and the entrypoint (PID 1, running Supervisord) takes what has gathered
+there every FLUSH_SECONDS, for the metrics and for stdout (stack/logs.py), in
+one write.
 
 Nginx writing each line straight to the container's stdout cost a fifth of the
 requests/s: one write per request into the engine's log pipe, and the engine's
@@ -17,15 +18,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import time
 
-FLUSH_SECONDS = 0.2  # a line reaches stdout at most this late (plus one write)
 PIPE_SIZE = 1 << 20  # Linux's pipe-max-size for unprivileged users
 
 
 class AccessLog:
     """The pipe: Nginx opens `path` (its write end, through /proc, as it opened
-    our stdout before); `flush` copies whole lines to fd 1."""
+    our stdout before); `take` reads the whole lines gathered there."""
 
     def __init__(self) -> None:
         self._read, self._write = os.pipe2(os.O_CLOEXEC)
@@ -34,22 +33,11 @@ class AccessLog:
         with contextlib.suppress(OSError):
             fcntl.fcntl(self._write, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         self.path = f"/proc/{os.getpid()}/fd/{self._write}"
-        self._due = time.monotonic() + FLUSH_SECONDS
         self._partial = b""
 
-    def timeout(self, timeout: float) -> float:
-        """A poll's timeout, shortened so the next flush is on time."""
-        return max(0.0, min(timeout, self._due - time.monotonic()))
-
-    def flush_if_due(self) -> None:
-        now = time.monotonic()
-        if now >= self._due:
-            self.flush()
-            self._due = now + FLUSH_SECONDS
-
-    def flush(self, final: bool = False) -> None:
-        """Everything in the pipe to stdout, up to its last whole line (all of it
-        when `final`): a line over PIPE_BUF may arrive in two reads."""
+    def take(self, final: bool = False) -> bytes:
+        """Everything in the pipe up to its last whole line (all of it when
+        `final`): a line over PIPE_BUF may arrive in two reads."""
         chunks = [self._partial]
         while True:
             try:
@@ -62,6 +50,4 @@ class AccessLog:
         data = b"".join(chunks)
         cut = len(data) if final else data.rfind(b"\n") + 1
         self._partial = data[cut:]
-        view = memoryview(data)[:cut]
-        while view:
-            view = view[os.write(1, view):]
+        return data[:cut]

@@ -9,10 +9,12 @@ importable and the venv's commands on PATH: `flask --app pkg init-db` and
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from stack import start
+from stack.logformat import stack_line
 from stack.settings import Settings
 
 PRESTART = "prestart.py"
@@ -20,8 +22,8 @@ EX_NOTFOUND, EX_NOEXEC = 127, 126  # what a shell answers for a missing or unrun
 
 
 def log(message: str) -> None:
-    """The entrypoint's log line (it runs these steps)."""
-    print(f"entrypoint: {message}", file=sys.stderr, flush=True)
+    """A line of the entrypoint's before there is more to say it with."""
+    stack_line("stack", message, logger="entrypoint")
 
 
 def app_environ(settings: Settings) -> dict[str, str]:
@@ -30,14 +32,16 @@ def app_environ(settings: Settings) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": ":".join(path)}
 
 
-def prestart(settings: Settings) -> int:
-    """Run APP_DIR/prestart.py if there is one; its exit code, 0 when it succeeded."""
+def prestart(settings: Settings, log: Callable[[str], None],
+             output: Callable[[bytes], None]) -> int:
+    """Run APP_DIR/prestart.py if there is one, its output to `output`; its exit
+    code, 0 when it succeeded."""
     script = Path(settings.app_dir, PRESTART)
     if not script.is_file():
         return 0
     log(f"running {script}")
-    code = subprocess.run([sys.executable, str(script)], cwd=settings.app_dir,
-                          env=app_environ(settings)).returncode
+    code = start.run([sys.executable, str(script)], output, cwd=settings.app_dir,
+                     env=app_environ(settings))
     if code:
         log(f"{script} failed with exit code {code}: not starting the server")
         return code if 0 < code < 256 else 1  # killed by a signal: still a failure

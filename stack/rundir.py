@@ -1,10 +1,10 @@
 """The run directory: every path the stack's processes share, named once.
 
 All that is written at run time lives here ($TMPDIR/stack, /tmp/stack in the
-image): Gunicorn's socket, pid files, Nginx's rendered config and temp files,
-and the two markers the watchdog leaves. The entrypoint makes it and tells the
-other processes where it is in STACK_RUN_DIR. Only os.path: small enough for any
-process to import.
+image): Gunicorn's socket, pid files, Nginx's rendered config, temp files and
+status socket, Gunicorn's scoreboard, and the two markers the watchdog leaves.
+The entrypoint makes it and tells the other processes where it is in
+STACK_RUN_DIR. Only os.path: small enough for any process to import.
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ import os
 from collections.abc import Mapping
 
 ENV = "STACK_RUN_DIR"
+# The run's secret that Nginx adds to every request it passes on through
+# nginx/proxy.conf, so the app side knows the forwarded headers are the stack's.
+PROXY_TOKEN_ENV = "STACK_PROXY_TOKEN"
 
 
 class RunDir:
@@ -22,6 +25,11 @@ class RunDir:
     @classmethod
     def under(cls, tmpdir: str) -> RunDir:
         return cls(os.path.join(tmpdir, "stack"))
+
+    @classmethod
+    def of_tmpdir(cls, environ: Mapping[str, str] = os.environ) -> RunDir:
+        """Where the entrypoint makes it: under TMPDIR, /tmp by default."""
+        return cls.under(environ.get("TMPDIR") or "/tmp")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> RunDir:
@@ -45,6 +53,16 @@ class RunDir:
     @property
     def supervisord_pid(self) -> str:
         return self._path("supervisord.pid")
+
+    @property
+    def nginx_status(self) -> str:
+        """Nginx's stub_status, for the metrics: a socket, never a port."""
+        return self._path("nginx-status.sock")
+
+    @property
+    def scoreboard(self) -> str:
+        """Gunicorn's workers, for the metrics (stack/scoreboard.py)."""
+        return self._path("scoreboard")
 
     @property
     def draining(self) -> str:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from stack.rundir import RunDir
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -111,10 +113,36 @@ def _url_path(raw: str) -> str:
     return "/" + "/".join(segments)
 
 
+# Characters a path may hold: none that ends or opens an Nginx directive or
+# token (`;`, braces, quotes, `$`, `#`, whitespace, control characters).
+_PATH_CHARACTERS = re.compile(r"[A-Za-z0-9._~@%+=:,/-]+")
+
+
 def _absolute_path(raw: str) -> str:
-    if not raw.startswith("/") or ".." in raw.split("/"):
+    if (not raw.startswith("/") or not _PATH_CHARACTERS.fullmatch(raw)
+            or {".", ".."} & set(raw.split("/"))):
         raise ValueError
     return raw.rstrip("/") or "/"
+
+
+# What a static directory may never be, nor lie under: the system's files, the
+# kernel's, and the stack's own (its code, its venv, its run directory's parent).
+SYSTEM_DIRECTORIES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/opt",
+                      "/proc", "/root", "/run", "/sbin", "/sys", "/usr", "/var",
+                      "/srv/stack", "/srv/nginx")
+
+
+def _within(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def _static_path(raw: str) -> str:
+    """A directory to serve files from: absolute, and neither / nor a system
+    directory, nor under one (load() keeps it out of the temp directory too)."""
+    path = _absolute_path(raw)
+    if path in ("/", "/srv") or any(_within(path, top) for top in SYSTEM_DIRECTORIES):
+        raise ValueError
+    return path
 
 
 def _networks(raw: str) -> tuple[str, ...]:
@@ -172,11 +200,13 @@ class Settings:
         "8", _whole(1, 64), "a whole number from 1 to 64", "Threads per worker (gthread).")
     timeout: int = setting(
         "30", _whole(1, 3600), "a whole number of seconds from 1 to 3600",
-        "Longest a request may run in Gunicorn; Nginx waits 5 s longer, so Gunicorn "
-        "gives up first.")
+        "Longest a request may run, for either worker class: its client then gets a "
+        "JSON 504 and the worker holding it is replaced; Nginx waits 5 s longer, so the "
+        "worker gives up first.")
     graceful_timeout: int = setting(
         "5", _whole(1, 3600), "a whole number of seconds from 1 to 3600",
-        "On stop, how long in-flight requests get to finish.")
+        "On stop, how long in-flight requests get to finish (once: Nginx's graceful "
+        "stop, then Gunicorn's quick one); a replaced worker's, too.")
     max_requests: int = setting(
         "10000", _whole(0, 10**9), "a whole number, 0 for never",
         "Requests a Gunicorn worker serves before it is replaced (plus up to 10% "
@@ -189,7 +219,8 @@ class Settings:
         "URL prefix Nginx serves files under; a file it does not have goes on to the app "
         "(a package's or blueprint's static folder).")
     static_path: str = setting(
-        "", _absolute_path, "an absolute directory path",
+        "", _static_path, "an absolute directory path, not / or a system directory "
+        "(/etc, /proc, /usr, ...) or under one",
         "Directory Nginx serves `STATIC_URL` from (no symlinks, nothing outside it).",
         default_doc="`APP_DIR`/static")
     max_body_size: int = setting(
@@ -202,6 +233,10 @@ class Settings:
     log_level: str = setting(
         "info", _choice(*LOG_LEVELS), ", ".join(LOG_LEVELS[:-1]) + " or " + LOG_LEVELS[-1],
         "Log level of Gunicorn, Nginx's error log and Supervisord.")
+    log_format: str = setting(
+        "json", _choice("json", "text"), "json or text",
+        "Every line on stdout as one JSON object (`time`, `level`, `source`, `message`, "
+        "the request's `request_id`...), or as text for a person at a terminal.")
     access_log: bool = setting(
         "on", _switch, "on or off", "Nginx access log, one line per request.")
     websocket_timeout: int = setting(
@@ -211,9 +246,22 @@ class Settings:
         "0", _whole(0, 3600), "a whole number of seconds from 0 to 3600",
         "On stop, `/healthz` answers 503 at once while other requests are served for "
         "this long; 0 turns draining off.")
+    metrics: bool = setting(
+        "on", _switch, "on or off",
+        "Prometheus metrics of every request, Gunicorn and Nginx on `METRICS_PORT`; off "
+        "closes the port.")
+    metrics_port: int = setting(
+        "9464", _whole(1, 65535), "a port number from 1 to 65535, not `PORT`",
+        "Port of the metrics endpoint, `GET /metrics` (never through `PORT`).")
     # Not settings: read from the machine at start.
     cpus: int = 1
     open_files: int = 1024
+
+    @staticmethod
+    def default(name: str) -> str:
+        """A setting's default as the README gives it (its variable's name)."""
+        (item,) = [item for item in SETTINGS if item.name == name]
+        return item.default
 
     # --- Gunicorn
 
@@ -266,17 +314,22 @@ class Settings:
         """...which Gunicorn keeps open longer, so Nginx never reuses one Gunicorn just closed."""
         return self.upstream_keepalive + 5
 
-    # --- Stopping: the drain (stack/watchdog.py), then Supervisord stops Nginx, then Gunicorn
+    # --- Stopping: the drain (stack/watchdog.py), then Supervisord stops Nginx, then
+    # Gunicorn. In-flight requests get GRACEFUL_TIMEOUT once, in Nginx's graceful
+    # stop; Gunicorn, stopped after it, has nothing left that a client waits for.
+
+    nginx_stop_spare = 1  # Nginx has exited this soon after its worker_shutdown_timeout
+    gunicorn_stop_wait = 2  # Gunicorn's quick stop (SIGQUIT): workers exit at once
 
     @property
-    def stop_wait(self) -> int:
-        """Supervisord's wait for Nginx or Gunicorn to stop: their grace, 2 s to spare."""
-        return self.graceful_timeout + 2
+    def nginx_stop_wait(self) -> int:
+        """Supervisord's wait for Nginx to stop before it SIGKILLs it."""
+        return self.graceful_timeout + self.nginx_stop_spare
 
     @property
     def stop_ceiling(self) -> int:
         """The longest a stop can take after SIGTERM: a deployment's grace must exceed it."""
-        return self.drain_seconds + 2 * self.stop_wait
+        return self.drain_seconds + self.nginx_stop_wait + self.gunicorn_stop_wait
 
 
 SETTINGS: tuple[Setting, ...] = tuple(
@@ -297,10 +350,17 @@ def load(environ: Mapping[str, str] = os.environ, cgroup_root: Path = CGROUP_ROO
             values["web_concurrency"] = max(2, cpus + 1)
             continue
         if item.name == "STATIC_PATH" and not raw:
-            values["static_path"] = os.path.join(values["app_dir"], "static")
-            continue
+            raw = os.path.join(values["app_dir"], "static")
         try:
             values[item.name.lower()] = item.parse(raw)
+            if item.name == "METRICS_PORT" and values["metrics_port"] == values["port"]:
+                raise ValueError
+            if item.name == "STATIC_PATH":
+                # Never the run directory's sockets and config, nor a folder holding them.
+                run_dir = RunDir.of_tmpdir(environ).root
+                static = values["static_path"]
+                if _within(run_dir, static) or _within(static, run_dir):
+                    raise ValueError
         except ValueError:
             raise SettingError(item.name, raw, item.accepted) from None
     open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]

@@ -4,7 +4,8 @@
   ready behind it, and early requests never meet a 502.
 - Only once the workers of a crashed Nginx master are gone: killed with -9, a
   master leaves its workers holding port 1300, and the new master could not
-  bind it. They get SIGQUIT (finish in-flight requests, then exit) first.
+  bind it. They get SIGQUIT (finish in-flight requests, then exit) first. Its
+  status socket's file stays too: it is removed.
 """
 
 from __future__ import annotations
@@ -16,11 +17,17 @@ import socket
 import sys
 import time
 
+from stack import procfs
+from stack.logformat import stack_line
 from stack.rundir import RunDir
 
 POLL_SECONDS = 0.05
 REPORT_EVERY_SECONDS = 10
 ORPHANS_GRACE_SECONDS = 10  # then SIGKILL; Nginx's own worker_shutdown_timeout is shorter
+
+
+def say(message: str, level: str) -> None:
+    stack_line("stack", message, level, logger="start_nginx")
 
 
 def accepts(path: str) -> bool:
@@ -39,42 +46,48 @@ def wait_for_gunicorn(path: str) -> None:
         if time.monotonic() - last_report >= REPORT_EVERY_SECONDS:
             last_report = time.monotonic()
             waited = last_report - started
-            print(f"start_nginx: {path} not accepting after {waited:.0f} s", file=sys.stderr)
+            say(f"{path} not accepting after {waited:.0f} s", "warning")
         time.sleep(POLL_SECONDS)
 
 
-def group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def orphans(group: int) -> list[int]:
+    """The Nginx processes left in a crashed master's process group. A pid file
+    of this run's names it, but its number may since have gone to another group
+    of this stack (this very process's, even): only Nginx's members count."""
+    found = [process.pid for process in procfs.stats()
+             if process.pgrp == group and process.name == "nginx"]
+    return [] if group == os.getpgrp() else found
 
 
 def stop_orphans(pid_file: str) -> None:
     """The last master's pid is its workers' process group (Supervisord gives each
-    program its own); a clean exit removes the file."""
+    program its own); a clean exit removes the file. The entrypoint emptied the
+    run directory at start, so the file is this run's."""
     try:
         with open(pid_file) as file:
             group = int(file.read())
     except (OSError, ValueError):
         return
-    if not group_alive(group):
+    if not orphans(group):
         return
-    print(f"start_nginx: the workers of crashed master {group} still run; stopping them",
-          file=sys.stderr)
-    os.killpg(group, signal.SIGQUIT)
-    deadline = time.monotonic() + ORPHANS_GRACE_SECONDS
-    while group_alive(group) and time.monotonic() < deadline:
-        time.sleep(POLL_SECONDS)
+    say(f"the workers of crashed master {group} still run; stopping them", "warning")
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(group, signal.SIGKILL)
+        os.killpg(group, signal.SIGQUIT)
+    deadline = time.monotonic() + ORPHANS_GRACE_SECONDS
+    while orphans(group) and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+    if orphans(group):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
 
 
 def main(command: list[str]) -> None:
     run = RunDir.from_env()
     wait_for_gunicorn(run.gunicorn_socket)
     stop_orphans(run.nginx_pid)
+    # A master killed with -9 leaves its status socket: the next could not bind it.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(run.nginx_status)
     os.execvp(command[0], command)
 
 

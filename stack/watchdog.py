@@ -14,51 +14,67 @@ process of its own, which saves one Python process's memory (docs/performance.md
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
-import sys
 import threading
 import time
 from collections import defaultdict, deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from supervisor import events, options, supervisord
 from supervisor.states import SupervisorStates
 
+from stack import start
+from stack.logs import Router
 from stack.rundir import RunDir
+
+if TYPE_CHECKING:
+    from stack.metrics import Metrics
 
 CRASHES = 5  # unexpected exits of one program...
 CRASH_WINDOW_SECONDS = 60  # ...within this long count as a crash loop
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
-
-
-def log(message: str) -> None:
-    print(f"watchdog: {message}", file=sys.stderr, flush=True)
 
 
 class Watchdog(supervisord.Supervisor):  # type: ignore[misc]
     """Supervisord's Supervisor, with the fail-fast and the drain."""
 
-    def __init__(self, options_: Any, run: RunDir, drain_seconds: int) -> None:
+    def __init__(self, options_: Any, run: RunDir, drain_seconds: int, router: Router,
+                 metrics: Metrics | None = None) -> None:
         super().__init__(options_)
         self.run_dir = run
         self.drain_seconds = drain_seconds
         self.drain = "off" if drain_seconds else "none"  # then: asked, on, over
         self.crashes: defaultdict[str, deque[float]] = defaultdict(deque)
+        self.router = router
+        self.metrics = metrics
         options_.signal_receiver = _Receiver(self)
+        options_.make_logger = functools.partial(_make_logger, options_, router)
+
+    def log(self, message: str, level: str = "info") -> None:
+        self.router.stack(message, level, logger="watchdog")
 
     def runforever(self) -> None:
         # Subscribed here: Supervisor.run() clears every subscription first.
         events.subscribe(events.ProcessStateFatalEvent, self.on_fatal)
         events.subscribe(events.ProcessStateExitedEvent, self.on_exit)
+        events.subscribe(events.ProcessLogEvent, self.on_output)
+        start.handover()  # a stop signal from the last moments of the start
         super().runforever()
 
     def on_fatal(self, event: Any) -> None:
         self.fail(f"{event.process.config.name} could not start")
 
+    def on_output(self, event: Any) -> None:
+        """What a program wrote, which Supervisord read (stdout_events_enabled)."""
+        self.router.program_output(event.process.config.name, event.channel, event.data)
+
     def on_exit(self, event: Any) -> None:
+        self.router.close_program(event.process.config.name)
         if event.expected:
             return
+        if self.metrics and event.process.config.name == "gunicorn":
+            self.metrics.master_restarts.inc()
         now = time.monotonic()
         recent = self.crashes[event.process.config.name]
         recent.append(now)
@@ -71,7 +87,7 @@ class Watchdog(supervisord.Supervisor):  # type: ignore[misc]
     def fail(self, reason: str) -> None:
         if self.options.mood < SupervisorStates.RUNNING:
             return  # already stopping
-        log(f"{reason}; stopping the container")
+        self.log(f"{reason}; stopping the container", "error")
         with open(self.run_dir.failed, "w") as marker:
             marker.write(reason + "\n")
         self.drain = "none"  # a failed container has nothing to drain
@@ -87,7 +103,7 @@ class Watchdog(supervisord.Supervisor):  # type: ignore[misc]
         if self.drain == "asked":  # here, not in the signal handler: it writes and logs
             self.drain = "on"
             open(self.run_dir.draining, "w").close()
-            log(f"draining: /healthz answers 503 for {self.drain_seconds} s before the stop")
+            self.log(f"draining: /healthz answers 503 for {self.drain_seconds} s before the stop")
             # A timer thread, not alarm(): the seccomp profile allows no timer syscalls.
             timer = threading.Timer(self.drain_seconds, self.end_drain)
             timer.daemon = True  # a stop for another reason does not wait for it
@@ -109,6 +125,16 @@ class _Receiver(options.SignalReceiver):  # type: ignore[misc]
         self.watchdog = watchdog
 
     def receive(self, sig: int, frame: Any) -> None:
-        if sig in STOP_SIGNALS and self.watchdog.holds_stop():
+        if sig in start.SIGNALS and self.watchdog.holds_stop():
             return
         super().receive(sig, frame)
+
+
+def _make_logger(options_: Any, router: Router) -> None:
+    """Supervisord's options.make_logger: its lines to the router, not to stdout."""
+    options_.logger = router.supervisor_logger(options_.loglevel)
+    for level, messages in (("critical", options_.parse_criticals),
+                            ("warning", options_.parse_warnings),
+                            ("info", options_.parse_infos)):
+        for message in messages:
+            router.stack(message, level, source="supervisord")

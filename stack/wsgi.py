@@ -1,33 +1,91 @@
 """What Gunicorn serves: the app APP_MODULE names, wrapped by the stack.
 
-The stack, not the app, owns two things, so any WSGI app runs unchanged:
+The stack, not the app, owns these, so any WSGI app runs unchanged:
 - the health path: GET /healthz is answered in a Gunicorn worker, so a 200 proves
   Nginx, Gunicorn and the app's import (Nginx answers 503 itself while draining).
   A Flask app with its own /healthz route keeps it.
 - the one trusted proxy hop: this image's Nginx sets X-Forwarded-For to the
-  client's address alone and X-Forwarded-Proto itself (nginx/nginx.conf.j2), so
+  client's address alone and X-Forwarded-Proto itself (nginx/proxy.conf), so
   the app sees the real client and scheme, as Werkzeug's ProxyFix(x_for=1,
   x_proto=1) would make it. Written here rather than imported from Werkzeug: the
-  stack must not pin a Werkzeug version against the app's own.
+  stack must not pin a Werkzeug version against the app's own. Believed only
+  beside the run's token, which proxy.conf adds: a request that a location of
+  conf.d/ passed on without it has its forwarded headers removed instead, so
+  a client can never forge them. Gunicorn, which trusts any peer on a UNIX
+  socket, reads none of them itself (stack/gunicorn.conf.py).
+- what the access log and the metrics say of a request: the route the app
+  matched (a Flask app's URL rule, never the path) and the worker's pid, in
+  headers that Nginx logs and keeps from the client.
+- the app's `logging`: one JSON record per line, with the request's request_id
+  and trace_id (stack/logformat.py), unless the app sets up handlers of its own.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+import logging
+import os
+import sys
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from gunicorn.util import import_app
 
+from stack import workers
+from stack.logformat import Formatter, stack_line
+from stack.protocol import (
+    HEALTH_PATH,
+    PROXY_HEADER,
+    ROUTE_HEADER,
+    WORKER_HEADER,
+    environ_key,
+)
+from stack.rundir import PROXY_TOKEN_ENV
+
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
-HEALTH_PATH = "/healthz"
 HEALTH_BODY = b'{"status": "ok"}\n'
+# What a client may claim of where it came from: kept only from the stack's Nginx.
+FORWARDED = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST",
+             "HTTP_X_FORWARDED_PORT", "HTTP_X_FORWARDED_PREFIX", "HTTP_X_FORWARDED_SSL",
+             "HTTP_X_FORWARDED_PROTOCOL", "HTTP_X_REAL_IP", "HTTP_FORWARDED")
+TOKEN_KEY = environ_key(PROXY_HEADER)
 
 
-def serve(app_module: str) -> WSGIApp:
-    """Gunicorn's `wsgi_app` (stack/gunicorn.conf.py): import the app, wrap it."""
-    return Stack(import_app(app_module))
+def serve(app_module: str, log_level: str = "info") -> WSGIApp:
+    """Gunicorn's `wsgi_app` (stack/gunicorn.conf.py): import the app, wrap it.
+    Logging is set up first, so that an app's loggers find it as they are made."""
+    app_logging(log_level)
+    return Stack(import_app(app_module), os.environ[PROXY_TOKEN_ENV])
+
+
+def app_logging(level: str) -> None:
+    """The root logger's handler: the app's records, with their request's ids.
+    Flask then adds no handler of its own (it finds this one)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(Formatter("app", request_context))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def request_context() -> dict[str, Any]:
+    """The ids of the request this thread serves, if it serves one."""
+    flight = workers.IN_FLIGHT.get(threading.get_ident())
+    if flight is None:
+        return {}
+    return {"request_id": flight.environ.get("HTTP_X_REQUEST_ID"),
+            "trace_id": trace_id(flight.environ.get("HTTP_TRACEPARENT"))}
+
+
+def trace_id(traceparent: str | None) -> str | None:
+    """The trace id of a W3C traceparent (version-traceid-parentid-flags)."""
+    parts = (traceparent or "").split("-")
+    if len(parts) == 4 and len(parts[1]) == 32 and parts[1] != "0" * 32:
+        return parts[1]
+    return None
 
 
 def routes_health(app: object) -> bool:
@@ -48,21 +106,53 @@ def last_value(header: str | None) -> str:
 
 
 class Stack:
-    def __init__(self, app: WSGIApp) -> None:
+    def __init__(self, app: WSGIApp, proxy_token: str) -> None:
         self.app = app
         self.app_has_health = routes_health(app)
+        self.routed = getattr(app, "url_map", None) is not None
+        self.proxy_token = proxy_token
+        self.warned = False
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
                  ) -> Iterable[bytes]:
+        workers.begin(environ, start_response, self.routed)
+        if hmac.compare_digest(environ.pop(TOKEN_KEY, ""), self.proxy_token):
+            self.forwarded(environ)
+        else:
+            self.untrusted(environ)
+        if environ.get("PATH_INFO") == HEALTH_PATH and not self.app_has_health:
+            return health(environ, self.named(environ, start_response, HEALTH_PATH))
+        return self.app(environ, self.named(environ, start_response))
+
+    def named(self, environ: dict[str, Any], start_response: Callable[..., Any],
+              fixed: str | None = None) -> Callable[..., Any]:
+        """start_response, with the route and the worker added to the headers."""
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            headers.append((ROUTE_HEADER, fixed or workers.route(environ, self.routed)))
+            headers.append((WORKER_HEADER, str(os.getpid())))
+            return start_response(status, headers, exc_info)
+
+        return start
+
+    def forwarded(self, environ: dict[str, Any]) -> None:
+        """The client and scheme the stack's Nginx passed on."""
         client = last_value(environ.get("HTTP_X_FORWARDED_FOR"))
         if client:
             environ["REMOTE_ADDR"] = client
         scheme = last_value(environ.get("HTTP_X_FORWARDED_PROTO")).lower()
         if scheme in ("http", "https"):
             environ["wsgi.url_scheme"] = scheme
-        if environ.get("PATH_INFO") == HEALTH_PATH and not self.app_has_health:
-            return health(environ, start_response)
-        return self.app(environ, start_response)
+
+    def untrusted(self, environ: dict[str, Any]) -> None:
+        """A request Nginx passed on without nginx/proxy.conf: whatever it says of
+        the client came from the client."""
+        dropped = [key for key in FORWARDED if environ.pop(key, None) is not None]
+        if dropped and not self.warned:
+            self.warned = True  # once per worker: the cause is one location
+            stack_line("stack", f"{environ.get('PATH_INFO')!r} came without the stack's "
+                       "proxy headers (a location in nginx/conf.d/ that sets proxy_set_header "
+                       "should include /srv/nginx/proxy.conf): removed " + ", ".join(dropped),
+                       "warning")
 
 
 def health(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

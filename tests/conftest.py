@@ -17,6 +17,7 @@ import pytest
 
 import harness.engine
 import harness.examples
+import harness.local
 from harness.containers import Container, start_container
 from harness.engine import Engine, EngineError
 from harness.images import (
@@ -54,6 +55,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if other:
             config.hook.pytest_deselected(items=other)
             items[:] = [item for item in items if not item.get_closest_marker("docker")]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    try:
+        found = harness.local.versions()
+    except StackUnavailable as error:
+        found = str(error)
+    return (f"stack layer: this machine's {found}; the image layers run the image's own "
+            "(the builder checks them)")
 
 
 @pytest.fixture(scope="session")
@@ -96,10 +106,11 @@ def start_stack(stack_install: Path, scratch: Path) -> Iterator:
     """Start a stack with extra settings: start_stack(TIMEOUT="5", wait=False)."""
     started: list[LocalStack] = []
 
-    def start(wait: bool = True, command: tuple[str, ...] = (), **env: str) -> LocalStack:
+    def start(wait: bool = True, command: tuple[str, ...] = (), drain_output: bool = True,
+              **env: str) -> LocalStack:
         stack = LocalStack(stack_install, work_dir(scratch), env, command)
         started.append(stack)
-        return stack.start(wait)
+        return stack.start(wait, drain_output)
 
     yield start
     for stack in started:

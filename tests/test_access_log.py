@@ -8,35 +8,16 @@ import os
 import signal
 import time
 import uuid
-from pathlib import Path
 
 import requests
 
 from harness.checks import STOP_BUDGET_SECONDS, access_log
 from harness.load import SteadyClient
-from harness.procfs import descendants
+from harness.procfs import nginx_workers
 from harness.server import Server
+from stack.logs import LATE_SECONDS
 
-LATE_SECONDS = 1.0  # the most a line may be late
 CLIENTS = 8
-
-
-def main_pid(server: Server) -> int:
-    """The entrypoint's pid as the host sees it, for a local stack or a container."""
-    process = getattr(server, "process", None)
-    return process.pid if process else int(server.inspect("{{.State.Pid}}"))  # type: ignore[attr-defined]
-
-
-def nginx_workers(server: Server) -> list[int]:
-    found = []
-    for pid in descendants(main_pid(server)):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if cmdline.startswith(b"nginx: worker process"):
-            found.append(pid)
-    return found
 
 
 def logged(server: Server, path: str) -> list[dict]:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import requests
 
+from harness import images
 from harness.engine import Engine
 from harness.images import EXTERNAL, HARDENED, RUNTIME_TAG, build_image
 from harness.paths import ROOT
@@ -104,15 +105,14 @@ def test_the_project_image_has_no_shell(engine: Engine, external_image: str) -> 
 def test_every_target_carries_the_version_labels(engine: Engine, image: str,
                                                  stack_images: tuple[str, str]) -> None:
     """One version, in the Dockerfile; CHANGELOG.md's newest entry is it."""
-    version = re.search(r"^ARG VERSION=(\S+)$", (ROOT / "Dockerfile").read_text(), re.M)
-    assert version
+    version = images.version()
     newest = re.search(r"^## \[?(\d+\.\d+\.\d+)", (ROOT / "CHANGELOG.md").read_text(), re.M)
-    assert newest and newest[1] == version[1]
+    assert newest and newest[1] == version
     python = engine("run", "--rm", image, "python", "-c",
                     "import sys; print('%d.%d' % sys.version_info[:2])")
     for tag in (image, *stack_images):
         labels = engine("image", "inspect", "--format", "{{json .Config.Labels}}", tag)
-        assert f'"org.opencontainers.image.version":"{version[1]}"' in labels, tag
+        assert f'"org.opencontainers.image.version":"{version}"' in labels, tag
         assert f'"io.flask-stack.python.version":"{python}"' in labels, tag
         assert '"org.opencontainers.image.revision":' in labels, tag
         assert '"io.flask-stack.nginx.version":"1.' in labels, tag

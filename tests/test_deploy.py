@@ -42,6 +42,7 @@ from harness.images import SECCOMP_PROFILE
 from harness.paths import ROOT
 from stack.settings import load
 
+PROMETHEUS = ROOT / "deploy" / "prometheus"
 GUIDES = (ROOT / "docs" / "deployment.md",)  # the deployment guide, with the timeout table
 BUDGET_HEADER = "| Layer | Setting | Value | Why |"
 # The oldest Kubernetes the manifests need; the latest schema catches removals.
@@ -235,7 +236,8 @@ def test_deployment_probes_stop_and_hardening() -> None:
     pod = manifest("Deployment")["spec"]["template"]["spec"]
     container = deployment_container()
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    assert ports == {"http": 1300}
+    defaults = load({})
+    assert ports == {"http": defaults.port, "metrics": defaults.metrics_port}
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
     settings = app_settings(container["env"])
@@ -286,6 +288,53 @@ def test_service_budget_and_autoscaler_fit_the_deployment() -> None:
     namespaces = {doc["metadata"].get("namespace") for doc in manifests()
                   if doc["kind"] != "Namespace"}
     assert namespaces == {manifest("Namespace")["metadata"]["name"]}
+
+
+def test_metrics_are_scraped_from_the_monitoring_namespace_only() -> None:
+    template = manifest("Deployment")["spec"]["template"]
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(load({}).metrics_port)
+    rules = manifest("NetworkPolicy")["spec"]["ingress"]
+    by_port = {port["port"]: rule.get("from") for rule in rules for port in rule["ports"]}
+    assert by_port["http"] is None  # from anywhere: ingress controllers, balancers
+    assert by_port["metrics"] == [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "monitoring"}}}]
+    # The Service gives the app's port alone: scrapers reach each pod's own.
+    assert [port["targetPort"] for port in manifest("Service")["spec"]["ports"]] == ["http"]
+
+
+# --- deploy/prometheus
+
+
+def promtool(require: Callable[[object, str], None], *args: str) -> str:
+    require(shutil.which("promtool"), "promtool is not installed (apt-get install prometheus)")
+    result = subprocess.run(["promtool", *args], cwd=PROMETHEUS, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_prometheus_config_and_rules_check(require: Callable[[object, str], None]) -> None:
+    assert "SUCCESS" in promtool(require, "check", "config", "prometheus.yml")
+    assert "SUCCESS" in promtool(require, "check", "rules", "rules.yml", "alerts.yml")
+
+
+def test_prometheus_rules_do_what_their_tests_say(require: Callable[[object, str], None]
+                                                  ) -> None:
+    assert "SUCCESS" in promtool(require, "test", "rules", "tests.yml")
+
+
+def test_the_rules_read_only_metrics_the_stack_exposes() -> None:
+    """Every metric name a rule or alert reads is one stack/metrics.py makes."""
+    text = (PROMETHEUS / "rules.yml").read_text() + (PROMETHEUS / "alerts.yml").read_text()
+    read = set(re.findall(r"(?<![:\w])((?:http_server|gunicorn|nginx)_[a-z_]+)", text))
+    exposed = set(re.findall(r'"((?:http_server|gunicorn|nginx|flask_stack)_[a-z_]+)"',
+                             (ROOT / "stack" / "metrics.py").read_text()))
+    suffixes = ("_count", "_bucket", "_sum", "_total")
+    assert read
+    for name in read:
+        assert name in exposed or any(name.removesuffix(s) in exposed for s in suffixes), name
 
 
 # --- the deployment guide

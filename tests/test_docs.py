@@ -25,6 +25,7 @@ import gunicorn.util
 import pytest
 from gunicorn.config import LimitRequestFields
 
+import stack.metrics
 import stack.settings
 from harness.checks import MAX_COMPRESSED, MAX_UNCOMPRESSED, STOP_BUDGET_SECONDS
 from harness.deployfiles import (
@@ -35,7 +36,8 @@ from harness.deployfiles import (
     manifest,
 )
 from harness.paths import ROOT
-from stack import entrypoint, watchdog
+from stack import entrypoint, gunicorn_args, logs, watchdog
+from stack.metrics import DURATION_BUCKETS
 from stack.settings import SETTINGS, Settings, load
 
 pytestmark = pytest.mark.app
@@ -50,7 +52,8 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*$", re.M)
 SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)
 # Environment variables the entrypoint sets for supervisord.conf.
-STACK_ENV = ("STACK_ROOT", "STACK_RUN_DIR", "STACK_PYTHON", "STACK_STOP_WAIT")
+STACK_ENV = ("STACK_ROOT", "STACK_RUN_DIR", "STACK_PYTHON", "STACK_NGINX_STOP_WAIT",
+             "STACK_GUNICORN_STOP_WAIT", "STACK_PROXY_TOKEN")
 WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
 
 
@@ -150,7 +153,8 @@ def start(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, environ: Mapping[str,
     monkeypatch.setattr(entrypoint.poller, "Poller", entrypoint.poller.Poller)
     monkeypatch.setattr(gunicorn.util, "write_error", gunicorn.util.write_error)
     # The numbers are in what it renders: Nginx's own test of it is the stack layer's.
-    monkeypatch.setattr(entrypoint.nginx_config, "test", lambda _: True)
+    monkeypatch.setattr(entrypoint.nginx_config, "test", lambda *_: True)
+    monkeypatch.setattr(stack.metrics.Metrics, "serve", lambda *_: None)  # no port taken
     handed: list[list[str]] = []
     monkeypatch.setattr(entrypoint.supervisord, "main", handed.append)
     assert entrypoint.main([]) == 0
@@ -205,16 +209,15 @@ def claims(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Claim]:
     template = re.search(r"^\s*server-template\s+\S+\s+(\d+)\s", balancer["text"], re.M)
     assert template
 
-    # The stop: the drain, then each server (Nginx, Gunicorn), each with the same spare.
+    # The stop: the drain, then Nginx's graceful stop, then Gunicorn's quick one.
     drain, graceful = in_compose.settings.drain_seconds, in_compose.settings.graceful_timeout
-    servers = list(in_compose.waits)
-    assert servers == ["program:gunicorn", "program:nginx"], servers
-    spares = {in_compose.waits[name] - graceful for name in servers}
-    assert len(spares) == 1, f"the docs give each step the same spare: {in_compose.waits}"
-    (spare,) = spares
-    assert in_compose.stop_ceiling == drain + len(servers) * (graceful + spare)
+    nginx_spare = in_compose.waits["program:nginx"] - graceful
+    gunicorn_wait = in_compose.waits["program:gunicorn"]
+    assert set(in_compose.waits) == {"program:gunicorn", "program:nginx"}, in_compose.waits
+    assert in_compose.stop_ceiling == drain + graceful + nginx_spare + gunicorn_wait
     assert in_compose.stop_ceiling == in_compose.settings.stop_ceiling
-    formula = (len(servers), spare)
+    assert default.stop_ceiling == default.settings.stop_ceiling
+    formula = (nginx_spare + gunicorn_wait,)
 
     nginx_wait = default.seconds("proxy_read_timeout")
     upstream_keepalive = default.seconds("keepalive_timeout", upstream=True)
@@ -230,8 +233,7 @@ def claims(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Claim]:
     times = r"\N{MULTIPLICATION SIGN}"
     return [
         # README
-        Claim(r"\bport \**(\d+)", (default.settings.port,), ("README.md",)),
-        Claim(r"\| Ports \| only (\d+);", (default.settings.port,), ("README.md",)),
+        Claim(r"publishes port \**(\d+)", (default.settings.port,), ("README.md",)),
         Claim(r"Nginx opens (\d+) only once", (default.settings.port,), ("README.md",)),
         Claim(r"exits 0 within Docker's (\d+) s",
               (STOP_BUDGET_SECONDS,),
@@ -253,11 +255,14 @@ def claims(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Claim]:
         Claim(r"Kubernetes (\d+\.\d+) or later", (KUBERNETES_MINIMUM.rsplit(".", 1)[0],),
               ("README.md", "docs/deployment.md")),
         # docs/deployment.md: the stop
-        Claim(r"each with (\d+) s to spare", (spare,), ("docs/deployment.md",)),
-        Claim(rf"`DRAIN_SECONDS` \+ (\d+) {times} \(`GRACEFUL_TIMEOUT` \+ (\d+)\) "
-              r"= (\d+) s", (*formula, in_compose.stop_ceiling), ("docs/deployment.md",)),
-        Claim(rf"`DRAIN_SECONDS` \+ (\d+) {times} `GRACEFUL_TIMEOUT` \+ (\d+)",
-              (len(servers), len(servers) * spare), ("docs/deployment.md",)),
+        Claim(r"gives Nginx `GRACEFUL_TIMEOUT` \+ (\d+) s and Gunicorn (\d+) s",
+              (nginx_spare, gunicorn_wait), ("docs/deployment.md",)),
+        Claim(r"`DRAIN_SECONDS` \+ `GRACEFUL_TIMEOUT` \+ (\d+) = (\d+) s",
+              (*formula, in_compose.stop_ceiling), ("docs/deployment.md",)),
+        Claim(r"and (\d+) s with the image's defaults, inside Docker's and Compose's (\d+) s",
+              (default.stop_ceiling, STOP_BUDGET_SECONDS), ("docs/deployment.md",)),
+        Claim(r"\(`DRAIN_SECONDS` \+ `GRACEFUL_TIMEOUT` \+ (\d+), plus",
+              formula, ("docs/deployment.md",)),
         # docs/deployment.md: the timeout budget's reasons (test_deploy checks its values)
         Claim(r"well before Nginx's (\d+) s", (default.seconds("keepalive_timeout"),),
               ("docs/deployment.md",)),
@@ -290,6 +295,25 @@ def claims(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Claim]:
               ("docs/deployment.md",)),
         Claim(r"`maxSurge: (\d+)`, `maxUnavailable: (\d+)`",
               (rollout["maxSurge"], rollout["maxUnavailable"]), ("docs/deployment.md",)),
+        # docs/observability.md, and the README's rows of it
+        Claim(r"on `METRICS_PORT` \((\d+)\)", (default.settings.metrics_port,),
+              ("docs/observability.md",)),
+        Claim(r"Prometheus metrics on port (\d+) \(`METRICS_PORT`\), never through (\d+)",
+              (default.settings.metrics_port, default.settings.port), ("README.md",)),
+        Claim(r"\| Ports \| (\d+), and (\d+) for the metrics",
+              (default.settings.port, default.settings.metrics_port), ("README.md",)),
+        Claim(r"Buckets: OpenTelemetry's, (\d+) ms to (\d+) s",
+              (round(DURATION_BUCKETS[0] * 1000), round(DURATION_BUCKETS[-1])),
+              ("docs/observability.md",)),
+        Claim(r"from a buffer of (\d+) MiB", (logs.MAX_BUFFER >> 20,),
+              ("docs/observability.md",)),
+        Claim(r"keeps up to (\d+) MiB of lines waiting", (logs.MAX_BUFFER >> 20,),
+              ("docs/deployment.md",)),
+        Claim(r"what is left gets (\d+) s at most", (round(logs.FINAL_FLUSH_SECONDS),),
+              ("docs/observability.md",)),
+        Claim(r"through a pipe PID 1 reads every ([\d.]+) s", (logs.FLUSH_SECONDS,),
+              ("docs/observability.md",)),
+        Claim(r"access log lines within (\d+) s", (round(logs.LATE_SECONDS),), ("README.md",)),
         # docs/performance.md, docs/hardening.md
         Claim(r"`THREADS` (\d+)", (default.gunicorn["threads"],), ("docs/performance.md",)),
         Claim(r"`MAX_REQUESTS` ([\d,]+), with up to (\d+) % jitter",
@@ -304,9 +328,9 @@ def claims(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Claim]:
         Claim(r"HAProxy \(checks every (\d+) s, (\d+) failures\)", (inter, fall),
               ("compose.yaml",)),
         Claim(r"HAProxy finds up to (\d+)", (int(template[1]),), ("compose.yaml",)),
-        Claim(r"ceiling after SIGTERM is DRAIN \+ (\d+) x \(GRACEFUL \+ (\d+)\) "
-              r"= (\d+) s", (*formula, in_compose.stop_ceiling), ("compose.yaml",)),
-        Claim(r"ceiling: DRAIN \+ (\d+) x \(GRACEFUL \+ (\d+)\) = (\d+) s",
+        Claim(r"ceiling after SIGTERM is DRAIN \+ GRACEFUL \+ (\d+) = (\d+) s",
+              (*formula, in_compose.stop_ceiling), ("compose.yaml",)),
+        Claim(r"ceiling: DRAIN \+ GRACEFUL \+ (\d+) = (\d+) s",
               (*formula, in_kubernetes.stop_ceiling), ("deploy/kubernetes/deployment.yaml",)),
         Claim(r"terminationGracePeriodSeconds (\d+) >= (\d+) \+ (\d+)",
               (pod["terminationGracePeriodSeconds"], pre_stop, in_kubernetes.stop_ceiling),
@@ -409,3 +433,11 @@ def test_worker_connections_as_the_docs_say(monkeypatch: pytest.MonkeyPatch,
     assert int(generous.directive("worker_connections")) == cap
     tight = start(monkeypatch, tmp_path, {}, open_files=(1024, 3000))
     assert int(tight.directive("worker_connections")) == 3000 // 2
+
+
+def test_the_refused_gunicorn_options_are_the_ones_the_docs_list() -> None:
+    page = (ROOT / "docs" / "your-app.md").read_text()
+    refused = re.search(r"options the stack relies on are refused(.*?)\(`APP_DIR`", page, re.S)
+    assert refused, "docs/your-app.md no longer lists the refused options"
+    listed = set(re.findall(r"`--([a-z-]+)`", refused[1]))
+    assert listed == {name.replace("_", "-") for name in gunicorn_args.REFUSED}

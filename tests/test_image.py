@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from harness.checks import access_log
+from harness.checks import access_log, assert_contract
 from harness.containers import Container
 from harness.engine import Engine
 from harness.images import HARDENED
 from harness.procfs import processes
+from harness.server import free_port, wait_until_up
+from stack.procfs import stat
 from stack.rundir import RunDir
 from stack.settings import defaults
 
@@ -50,7 +56,7 @@ def test_every_process_is_non_root(container: Container) -> None:
     assert {p["uid"] for p in tree.values()} == {"10001"}
 
 
-def test_only_port_1300_listens_and_gunicorn_is_on_a_private_socket(
+def test_only_the_app_and_metrics_ports_listen_and_gunicorn_is_on_a_private_socket(
         container: Container) -> None:
     main = int(container.inspect("{{.State.Pid}}"))
     ports = set()
@@ -59,12 +65,13 @@ def test_only_port_1300_listens_and_gunicorn_is_on_a_private_socket(
             fields = line.split()
             if table.startswith("udp") or fields[3] == LISTEN:
                 ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    assert ports == {1300}
-    # The only named UNIX socket is Gunicorn's: Supervisord has no control socket.
+    assert ports == {defaults().port, defaults().metrics_port}
+    # The named UNIX sockets are Gunicorn's and Nginx's status, in the private
+    # directory: Supervisord has no control socket.
     unix = Path(f"/proc/{main}/net/unix").read_text().splitlines()[1:]
     named = {line.split()[-1] for line in unix if len(line.split()) == 8}
     run = RunDir.under("/tmp")  # the image's TMPDIR
-    assert named == {run.gunicorn_socket}
+    assert named == {run.gunicorn_socket, run.nginx_status}
     modes = container.exec("python", "-c", (
         f"import os, stat; print(oct(stat.S_IMODE(os.stat('{run.root}').st_mode)),"
         f" oct(stat.S_IMODE(os.stat('{run.gunicorn_socket}').st_mode)))"))
@@ -94,6 +101,87 @@ def test_healthcheck_fails_when_the_app_is_down(run_container) -> None:
         assert "healthcheck:" in result.stderr
     finally:
         subprocess.run(["kill", "-CONT", *gunicorn], check=True)
+
+
+def test_the_healthcheck_ignores_proxy_settings(run_container) -> None:
+    """Proxies set for the app's own outgoing requests (a corporate proxy, here a
+    closed port) must not carry the health check's request to loopback."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    server = run_container(env={name: closed for name in (
+        "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")})
+    result = server.exec("python", "-m", "stack.healthcheck")
+    assert result.returncode == 0, result.stderr
+    server.wait_healthy()
+
+
+def test_a_stop_while_nginx_t_holds_the_start_ends_it_at_once(run_container,
+                                                              scratch: Path) -> None:
+    """A conf.d file that is a FIFO: `nginx -t` waits on it for ever."""
+    conf_d = Path(tempfile.mkdtemp(dir=scratch))
+    os.mkfifo(conf_d / "held.conf")
+    conf_d.chmod(0o755)
+    (conf_d / "held.conf").chmod(0o666)
+    server = run_container(wait=False, args=(f"--volume={conf_d}:/srv/nginx/conf.d",))
+    deadline = time.monotonic() + 30
+    while not any(p["cmdline"].startswith("nginx -t") for p in processes(server).values()):
+        assert time.monotonic() < deadline and server.running(), server.logs()
+        time.sleep(0.1)
+    server.terminate()
+    started = time.monotonic()  # the signal is delivered (the engine's command returned)
+    assert server.wait_exit(10) == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 2
+    assert "stopped by SIGTERM during the start" in server.logs()
+
+
+RESTARTS = 5
+
+
+def restarted(engine: Engine, server: Container, round_: int) -> None:
+    """The engine's restart (SIGTERM, then a new start), or a crash's: SIGKILL,
+    which leaves every pid file and socket behind, then a start."""
+    if round_ % 2:
+        engine("kill", "--signal", "KILL", server.id)
+        server.wait_exit(30)
+        engine("start", server.id)
+    else:
+        engine("restart", server.id, timeout=60)
+
+
+@pytest.mark.parametrize("args", [(), (*HARDENED[:1], "--volume={volume}:/tmp")],
+                         ids=["writable", "read-only-tmp-volume"])
+def test_every_restart_trusts_nothing_the_last_run_left(engine: Engine, run_container,
+                                                        args: tuple[str, ...]) -> None:
+    volume = engine("volume", "create")
+    try:
+        server = run_container(args=tuple(arg.format(volume=volume) for arg in args))
+        for round_ in range(RESTARTS):
+            before, since = boot_ticks(), time.time()
+            restarted(engine, server, round_)
+            wait_until_up(server.base_url, server.running, server.logs)
+            tree = processes(server)
+            assert tree and all(stat(pid).start >= before for pid in tree), tree
+            assert_contract(requests.get(f"{server.base_url}/", timeout=10))
+            logs = logs_since(engine, server, since)
+            # Nothing of the last run's was found alive, signalled or restarted.
+            assert '"message":"serving app:app' in logs, logs  # this run's, and only it
+            assert "crashed master" not in logs, logs
+            assert "not expected" not in logs, logs
+    finally:
+        server.remove()
+        engine("volume", "rm", "--force", volume, check=False)
+
+
+def boot_ticks() -> int:
+    """Now, in the clock ticks after boot that /proc's start times count."""
+    return int(float(Path("/proc/uptime").read_text().split()[0]) * os.sysconf("SC_CLK_TCK"))
+
+
+def logs_since(engine: Engine, server: Container, since: float) -> str:
+    """What the container wrote from `since` (time.time()) on."""
+    result = subprocess.run([engine.command, "logs", "--since", f"{since:.3f}", server.id],
+                            capture_output=True, text=True, errors="replace", timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout + result.stderr
 
 
 def test_workers_follow_the_cpu_quota(run_container) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,11 @@ import pytest
 import requests
 
 from harness.checks import STOP_BUDGET_SECONDS, access_log, assert_json_error
+from harness.load import SteadyClient
+from harness.paths import EXAMPLE_APP
+from stack.settings import defaults, load
+
+APP = EXAMPLE_APP.read_text()
 
 
 @pytest.mark.parametrize(("name", "value", "accepted"), [
@@ -21,6 +27,13 @@ from harness.checks import STOP_BUDGET_SECONDS, access_log, assert_json_error
     ("MAX_BODY_SIZE", "lots", "a size from 1 to 1g"),
     ("ACCESS_LOG", "maybe", "on or off"),
     ("APP_MODULE", "app", "module:callable"),
+    ("STATIC_PATH", "/proc", "not / or a system directory"),
+    # What the stack relies on, GUNICORN_CMD_ARGS cannot undo.
+    ("GUNICORN_CMD_ARGS", "--bind 0.0.0.0:8000", "--bind is refused"),
+    ("GUNICORN_CMD_ARGS", "--forwarded-allow-ips *", "--forwarded-allow-ips is refused"),
+    ("GUNICORN_CMD_ARGS", "--user 0 --workers 2", "--user is refused"),
+    ("GUNICORN_CMD_ARGS", "--chdir /tmp", "--chdir is refused"),
+    ("GUNICORN_CMD_ARGS", "--workers", "expected one argument"),
 ])
 def test_bad_setting_stops_the_start_with_one_line(launch, name: str, value: str,
                                                    accepted: str) -> None:
@@ -31,14 +44,31 @@ def test_bad_setting_stops_the_start_with_one_line(launch, name: str, value: str
     assert name in lines[0] and repr(value) in lines[0] and accepted in lines[0]
 
 
+# A prestart.py that says it started, then takes a minute.
+SLOW_PRESTART = "import time\nprint('prestart: sleeping', flush=True)\ntime.sleep(60)\n"
+PROMPT_EXIT_SECONDS = 2  # the most a stop during the start may take
+
+
+def test_a_stop_during_prestart_ends_the_start_at_once(launch) -> None:
+    server = launch(wait=False, app={"app.py": APP, "prestart.py": SLOW_PRESTART})
+    deadline = time.monotonic() + 30
+    while "prestart: sleeping" not in server.logs():
+        assert time.monotonic() < deadline, server.logs()
+        time.sleep(0.1)
+    server.terminate()
+    started = time.monotonic()  # the signal is delivered (the engine's command returned)
+    assert server.wait_exit(PROMPT_EXIT_SECONDS + 5) == 128 + signal.SIGTERM
+    assert time.monotonic() - started < PROMPT_EXIT_SECONDS
+    assert "stopped by SIGTERM during the start" in server.logs()
+    assert "Booting worker" not in server.logs()
+
+
 def test_app_that_cannot_import_fails_fast(launch) -> None:
-    started = time.monotonic()
     server = launch(wait=False, APP_MODULE="broken:app")
-    assert server.wait_exit(30) == 1
-    assert time.monotonic() - started < 20
+    assert server.wait_exit(30) == 1  # not up and answering 502 for ever
     logs = server.logs()
     assert "KeyError: 'BROKEN_APP_DATABASE_URL'" in logs
-    assert re.search(r"watchdog: gunicorn (could not start|crashed \d+ times in 60 s)", logs)
+    assert re.search(r"gunicorn (could not start|crashed \d+ times in 60 s); stopping", logs)
 
 
 def test_first_answers_are_never_502(launch) -> None:
@@ -66,6 +96,27 @@ def test_graceful_stop_finishes_in_flight_requests(launch) -> None:
     assert time.monotonic() - started < STOP_BUDGET_SECONDS
 
 
+def test_a_request_as_long_as_the_grace_finishes_within_dockers_stop(launch) -> None:
+    """With the defaults, a request in flight at the stop that needs just under
+    GRACEFUL_TIMEOUT is answered whole, and the stop ends with 0 before Docker's
+    (and Compose's) SIGKILL, within the stack's own ceiling."""
+    settings = defaults()
+    assert settings.stop_ceiling < STOP_BUDGET_SECONDS  # what the docs promise
+    server = launch(APP_MODULE="slow:app")
+    seconds = settings.graceful_timeout - 0.5
+    with ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(requests.get, f"{server.base_url}/slow?seconds={seconds}",
+                                timeout=30)
+        time.sleep(0.3)  # it is in the app now
+        started = time.monotonic()
+        code = server.stop(STOP_BUDGET_SECONDS + 5)  # a container: the engine's default grace
+        elapsed = time.monotonic() - started
+        answer = in_flight.result()
+    assert answer.status_code == 200 and answer.json() == {"slept": seconds}
+    assert code == 0
+    assert elapsed < min(STOP_BUDGET_SECONDS, settings.stop_ceiling), elapsed
+
+
 def test_drain_turns_health_503_while_serving(launch) -> None:
     drain = 3
     server = launch(DRAIN_SECONDS=str(drain))
@@ -84,15 +135,22 @@ def test_drain_turns_health_503_while_serving(launch) -> None:
     assert time.monotonic() - started >= drain
 
 
-def test_gunicorn_gives_up_before_nginx(launch) -> None:
-    # A sync worker past TIMEOUT is stopped by Gunicorn, while Nginx waits
-    # TIMEOUT + 5 s: the client gets a quick JSON 500, not a 504 much later.
-    server = launch(APP_MODULE="slow:app", WORKER_CLASS="sync", TIMEOUT="1")
+@pytest.mark.parametrize("worker_class", ["gthread", "sync"])
+def test_the_worker_gives_up_at_timeout_before_nginx(launch, worker_class: str) -> None:
+    # A request past TIMEOUT is ended by its worker, while Nginx waits TIMEOUT
+    # + 5 s: the client gets the JSON 504 a second or so after TIMEOUT.
+    timeout = 2
+    server = launch(APP_MODULE="slow:app", WORKER_CLASS=worker_class, TIMEOUT=str(timeout))
     started = time.monotonic()
-    response = requests.get(f"{server.base_url}/slow?seconds=8", timeout=20)
-    assert_json_error(response, 500, gunicorn=True)
-    assert time.monotonic() - started < 5
+    response = requests.get(f"{server.base_url}/slow?seconds=60", timeout=30,
+                            headers={"X-Request-ID": f"too-slow-{worker_class}"})
+    assert_json_error(response, 504)
+    # Found within a second of TIMEOUT, long before Nginx's own wait would end.
+    nginx_wait = load({"TIMEOUT": str(timeout)}).proxy_timeout
+    assert timeout <= time.monotonic() - started < timeout + 2.5 < nginx_wait
     assert requests.get(f"{server.base_url}/", timeout=10).status_code == 200
+    assert re.search(rf"request GET /slow\?seconds=60 \(route /slow, request id "
+                     rf"too-slow-{worker_class}\) ran past TIMEOUT={timeout} s", server.logs())
 
 
 def test_the_apps_own_errors_pass_untouched(launch) -> None:
@@ -114,10 +172,31 @@ def test_gunicorn_cmd_args_still_apply(launch) -> None:
     assert server.logs().count("Booting worker with pid") == 1
 
 
-def test_nginx_answers_json_504_when_the_app_is_too_slow(launch) -> None:
-    server = launch(APP_MODULE="slow:app", TIMEOUT="1")  # gthread: Nginx's 6 s apply
-    response = requests.get(f"{server.base_url}/slow?seconds=9", timeout=20)
-    assert_json_error(response, 504)
+def test_requests_that_never_end_cannot_starve_the_workers(launch) -> None:
+    """More never-ending requests than threads in all workers: each gets its 504
+    (or 502 if its worker went first), the workers holding them are replaced,
+    and then every thread serves again; a steady client meanwhile loses nothing."""
+    timeout, workers, threads = 2, 2, 2
+    server = launch(APP_MODULE="slow:app", TIMEOUT=str(timeout), WEB_CONCURRENCY=str(workers),
+                    THREADS=str(threads))
+    hung = workers * threads + 2
+    with SteadyClient(server.base_url, clients=1, interval=0.05, timeout=30) as steady, \
+            ThreadPoolExecutor(hung) as pool:
+        answers = list(pool.map(lambda _: requests.get(
+            f"{server.base_url}/slow?seconds=3600", timeout=60), range(hung)))
+    for answer in answers:
+        assert answer.status_code in (502, 504), answer.text
+        assert_json_error(answer, answer.status_code)
+    outcomes = steady.snapshot()
+    assert outcomes and {outcome.status for outcome in outcomes} == {200}
+    # Full concurrency again: as many half-second requests as threads, side by side.
+    with ThreadPoolExecutor(workers * threads) as pool:
+        started = time.monotonic()
+        again = list(pool.map(lambda _: requests.get(
+            f"{server.base_url}/slow?seconds=0.5", timeout=30), range(workers * threads)))
+    assert [answer.status_code for answer in again] == [200] * workers * threads
+    assert time.monotonic() - started < 1.5  # all at once, not two rounds
+    assert server.logs().count(f"ran past TIMEOUT={timeout} s") >= workers * threads
 
 
 def test_trusted_proxy_is_believed(launch) -> None:

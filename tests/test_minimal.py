@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.checks import assert_within_size_budget
+from harness.checks import assert_within_size_budget, log_text
 from harness.engine import Engine
 from harness.images import EXTERNAL_LOCKS, LOCKS, build_image, locked
 from stack.build.packages import APP_ZIP, STACK_ZIP
@@ -188,7 +188,7 @@ def test_standard_library_is_whole_but_for_the_documented_list(engine: Engine, i
 def test_app_tracebacks_show_source_lines(run_container) -> None:
     server = run_container(env={"APP_MODULE": "broken:app"}, wait=False)
     assert server.wait_exit(30) == 1
-    assert 'DATABASE_URL = os.environ["BROKEN_APP_DATABASE_URL"]' in server.logs()
+    assert 'DATABASE_URL = os.environ["BROKEN_APP_DATABASE_URL"]' in log_text(server)
 
 
 def test_debug_target_adds_a_shell(engine: Engine, image: str) -> None:

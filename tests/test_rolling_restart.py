@@ -10,45 +10,29 @@ Kubernetes rollout does.
 
 from __future__ import annotations
 
-import csv
-import io
-import re
+import contextlib
+import json
 import shutil
-import socket
-import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 import requests
-import yaml
 
 from harness.checks import access_log
 from harness.containers import Container
+from harness.deployfiles import app_settings, compose
+from harness.haproxy import UP_SECONDS, HAProxy
 from harness.images import HARDENED
-from harness.local import LocalServer
-from harness.paths import ROOT
+from harness.load import SteadyClient
 from harness.server import wait_until_up
 
 # Hardened replicas, as compose.yaml runs them.
 pytestmark = pytest.mark.hardened
 
-HAPROXY_CFG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
-COMPOSE = ROOT / "compose.yaml"
 REPLICAS = 2
-BACKEND = "app"
-SERVER_TEMPLATE = re.compile(r"^\s*server-template\s+app\s.*$", re.M)
-# Supervisord's ceiling after SIGTERM (see the deployment guide) and a start.
-STOP_BUDGET = 30
-UP_BUDGET = 60
-# Every client loop is bounded in count and time.
-MAX_REQUESTS = 20_000
-MAX_SECONDS = 150
-PAUSE = 0.005
+PAUSE = 0.005  # between a client's requests
 # A run of about 25 s gives 1,500 to 3,000 fast answers per client on a 2-CPU machine.
 MIN_OK = {"keep-alive": 400, "new connection": 200, "in flight": 15}
 SLOW_SECONDS = 2
@@ -57,116 +41,9 @@ SPOOFED = "203.0.113.9"  # TEST-NET-3: an address no test machine has
 
 
 def compose_app_env() -> dict[str, str]:
-    """The app service's environment in compose.yaml: the test runs with the same stop settings."""
-    service = yaml.safe_load(COMPOSE.read_text())["services"]["app"]
-    env = service["environment"]
+    """The app service's stop settings in compose.yaml: the test runs with the same."""
+    env = compose()["services"]["app"]["environment"]
     return {key: str(env[key]) for key in ("DRAIN_SECONDS", "GRACEFUL_TIMEOUT")}
-
-
-@dataclass
-class HAProxy(LocalServer):
-    """HAProxy as a local process, driven through its runtime API on a UNIX socket."""
-
-    work: Path
-    servers: dict[str, int]
-
-    @property
-    def admin(self) -> Path:
-        return self.work / "admin.sock"
-
-    def start(self) -> HAProxy:
-        text = HAPROXY_CFG.read_text()
-        assert len(SERVER_TEMPLATE.findall(text)) == 1, "haproxy.cfg has no single server-template"
-        lines = "\n".join(f"    server {name} 127.0.0.1:{port}"
-                          for name, port in self.servers.items())
-        (self.work / "haproxy.cfg").write_text(SERVER_TEMPLATE.sub(lines, text))
-        # The runtime API, for the test only: a second global section adds it.
-        (self.work / "admin.cfg").write_text(
-            f"global\n    stats socket {self.admin} mode 600 level admin\n")
-        self.process = subprocess.Popen(
-            ["haproxy", "-db", "-f", str(self.work / "haproxy.cfg"),
-             "-f", str(self.work / "admin.cfg")],
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LISTEN": f"127.0.0.1:{self.port}"},
-            stdout=(self.work / "haproxy.log").open("wb"), stderr=subprocess.STDOUT,
-        )
-        self.wait(lambda: all(self.status(name) == "UP" for name in self.servers), UP_BUDGET,
-                  "every replica UP in HAProxy")
-        return self
-
-    def command(self, line: str) -> str:
-        with socket.socket(socket.AF_UNIX) as admin:
-            admin.settimeout(5)
-            admin.connect(str(self.admin))
-            admin.sendall(line.encode() + b"\n")
-            chunks = []
-            while chunk := admin.recv(65536):
-                chunks.append(chunk)
-        return b"".join(chunks).decode()
-
-    def stats(self) -> dict[str, dict[str, str]]:
-        """`show stat` of the backend: one row per server and one for the backend itself."""
-        text = self.command("show stat").removeprefix("# ")
-        return {row["svname"]: row for row in csv.DictReader(io.StringIO(text))
-                if row["pxname"] == BACKEND}
-
-    def status(self, server: str) -> str:
-        try:
-            return self.stats()[server]["status"]
-        except OSError:  # not listening on its socket yet
-            return ""
-
-    def wait(self, condition: Callable[[], bool], seconds: float, what: str) -> float:
-        """Poll until condition() holds; return how long it took."""
-        started = time.monotonic()
-        while time.monotonic() - started < seconds:
-            assert self.process is not None and self.process.poll() is None, self.logs()
-            if condition():
-                return time.monotonic() - started
-            time.sleep(0.05)
-        pytest.fail(f"not {what} after {seconds} s:\n{self.logs()}")
-
-    def logs(self) -> str:
-        return (self.work / "haproxy.log").read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-@dataclass
-class Client:
-    """A steady, bounded client through the balancer: counts every answer and every error."""
-
-    name: str
-    url: str
-    check: Callable[[requests.Response], bool]
-    keep_alive: bool = True
-    ok: int = 0
-    failures: list[str] = field(default_factory=list)
-
-    def run(self, stop: threading.Event) -> None:
-        session = requests.Session()
-        # Without keep-alive every request opens a new connection to HAProxy.
-        headers = {} if self.keep_alive else {"Connection": "close"}
-        deadline = time.monotonic() + MAX_SECONDS
-        for _ in range(MAX_REQUESTS):
-            if stop.is_set() or time.monotonic() > deadline:
-                break
-            try:
-                response = session.get(self.url, headers=headers, timeout=10)
-                if response.status_code == 200 and self.check(response):
-                    self.ok += 1
-                else:
-                    self.failures.append(f"{response.status_code} {response.text[:120]!r}")
-            except requests.RequestException as error:
-                self.failures.append(repr(error))
-            time.sleep(PAUSE)
-        session.close()
 
 
 def slow_answers_after(container: Container, since: float) -> int:
@@ -240,24 +117,25 @@ def test_client_address_through_the_balancer(balanced, proxy_address: str) -> No
 
 def test_rolling_restart_loses_no_request(balanced) -> None:
     haproxy, replicas, replica = balanced
-    drain = int(compose_app_env()["DRAIN_SECONDS"])
+    settings = app_settings(compose_app_env())
+    drain = settings.drain_seconds
     assert drain > 0, "compose.yaml must drain, or the balancer cannot take a replica out first"
-    clients = [
-        Client("keep-alive", f"{haproxy.base_url}/",
-               lambda r: r.json() == {"msg": "Success!"}),
-        Client("new connection", f"{haproxy.base_url}/",
-               lambda r: r.json() == {"msg": "Success!"}, keep_alive=False),
+    def success(body: bytes) -> bool:
+        return json.loads(body) == {"msg": "Success!"}
+
+    clients = {
+        "keep-alive": SteadyClient(haproxy.base_url, clients=1, interval=PAUSE, expect=success),
+        "new connection": SteadyClient(haproxy.base_url, clients=1, interval=PAUSE,
+                                       new_connections=True, expect=success),
         # Three slow requests always in flight: some straddle the SIGTERMs.
-        *[Client("in flight", f"{haproxy.base_url}/slow?seconds={SLOW_SECONDS}",
-                 lambda r: r.json() == {"slept": SLOW_SECONDS}) for _ in range(3)],
-    ]
-    stop = threading.Event()
+        "in flight": SteadyClient(haproxy.base_url, clients=3,
+                                  path=f"/slow?seconds={SLOW_SECONDS}"),
+    }
     stopped: list[tuple[Container, float]] = []
     replacements: list[Container] = []
-    threads = [threading.Thread(target=c.run, args=(stop,), daemon=True) for c in clients]
-    for thread in threads:
-        thread.start()
-    try:
+    with contextlib.ExitStack() as running:
+        for client in clients.values():
+            running.enter_context(client)
         time.sleep(2)  # traffic on every replica before the first goes
         for name, old in replicas.items():
             stopped.append((old, time.time()))
@@ -267,22 +145,18 @@ def test_rolling_restart_loses_no_request(balanced) -> None:
             took = haproxy.wait(lambda n=name: haproxy.status(n) == "DOWN", drain,
                                 f"{name} DOWN within DRAIN_SECONDS")
             assert old.running(), f"{name} exited before HAProxy took it out ({took:.1f} s)"
-            assert old.wait_exit(drain + STOP_BUDGET) == 0, old.logs()
+            assert old.wait_exit(settings.stop_ceiling) == 0, old.logs()
             new = replica()
             replacements.append(new)
-            haproxy.command(f"set server {BACKEND}/{name} addr 127.0.0.1 port {new.port}")
-            haproxy.wait(lambda n=name: haproxy.status(n) == "UP", UP_BUDGET, f"{name} UP again")
+            haproxy.move(name, new.port)
+            haproxy.wait(lambda n=name: haproxy.status(n) == "UP", UP_SECONDS, f"{name} UP again")
         time.sleep(2)  # traffic on the new replicas too
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(30)
-    answers = {name: sum(c.ok for c in clients if c.name == name) for name in MIN_OK}
+    answers = {name: len(client.snapshot()) for name, client in clients.items()}
     straddled = sum(slow_answers_after(old, since) for old, since in stopped)
     print(answers, f"{straddled} slow answers after SIGTERM")  # shown with -rP
-    for client in clients:
-        assert client.failures == [], f"{client.name}: {client.failures[:10]}"
-    for name, minimum in MIN_OK.items():
+    for name, client in clients.items():
+        assert client.failures() == [], f"{name}: {client.failures()[:10]}"
+    for name, minimum in MIN_OK.items():  # enough traffic for the zero to mean something
         assert answers[name] >= minimum, f"{name}: only {answers[name]} answers"
     # The interesting case happened: slow requests through HAProxy were still
     # answered by a replica after its SIGTERM (Nginx logs each at its end).

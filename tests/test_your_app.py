@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import requests
 
-from harness.checks import access_log
-from harness.paths import ROOT
+from harness.checks import access_log, log_text
+from harness.paths import EXAMPLE_APP, ROOT
 
-APP = (ROOT / "app" / "app.py").read_text()  # the example app, in a directory of its own
+APP = EXAMPLE_APP.read_text()  # the example app, in a directory of its own
 # A prestart step that proves where and how it ran, and fails when asked to.
 PRESTART = textwrap.dedent("""\
     import os, sys
@@ -89,12 +89,12 @@ def test_any_wsgi_app_gets_the_stacks_health_and_client(launch: Callable[..., An
 
 
 def test_a_static_file_nginx_lacks_goes_on_to_the_app(launch: Callable[..., Any]) -> None:
-    """With STATIC_PATH at a folder without robots.txt, Flask's own static route
+    """With STATIC_PATH at a folder that does not exist, Flask's own static route
     serves it: no Expires header, which only Nginx's static location adds."""
     by_nginx = launch()
     served = requests.get(f"{by_nginx.base_url}/static/robots.txt", timeout=10)
     assert served.status_code == 200 and "Expires" in served.headers
-    by_flask = launch(STATIC_PATH="/usr/share")
+    by_flask = launch(STATIC_PATH="/no-such-folder")
     served = requests.get(f"{by_flask.base_url}/static/robots.txt", timeout=10)
     assert served.status_code == 200 and "Expires" not in served.headers
     assert served.text == (ROOT / "app" / "static" / "robots.txt").read_text()
@@ -139,7 +139,51 @@ def test_a_snippet_nginx_refuses_stops_the_start(run_container: Callable[..., An
                                                  scratch: Path) -> None:
     server = run_container(wait=False, args=(snippet(scratch, "bogus_directive on;\n"),))
     assert server.wait_exit(30) == 78
-    logs = server.logs()
+    logs = log_text(server)
     assert 'unknown directive "bogus_directive" in /srv/nginx/conf.d/extra.conf:1' in logs
     assert "Nginx refused its configuration" in logs
     assert "Booting worker" not in logs
+
+
+# A client that claims to be someone else, somewhere else.
+FORGED = {"X-Forwarded-For": "6.6.6.6", "X-Real-IP": "6.6.6.6", "X-Forwarded-Proto": "https",
+          "Forwarded": "for=6.6.6.6;proto=https;host=evil.example",
+          "X-Forwarded-Host": "evil.example"}
+# Two locations of a user's own with a proxy_set_header each, so that Nginx
+# inherits none of the server's: one includes the stack's proxy.conf, one does not.
+OWN_LOCATIONS = """\
+location /own/ {
+    proxy_pass http://gunicorn;
+    proxy_set_header X-Custom "mine";
+}
+location /included/ {
+    proxy_pass http://gunicorn;
+    include /srv/nginx/proxy.conf;
+    proxy_set_header X-Custom "mine";
+}
+"""
+
+
+@pytest.mark.image
+def test_forwarded_headers_stay_safe_behind_a_conf_d_location(
+        run_container: Callable[..., Any], scratch: Path) -> None:
+    server = run_container(env={"APP_MODULE": "echo:app"},
+                           args=(snippet(scratch, OWN_LOCATIONS),))
+    seen = {path: requests.get(f"{server.base_url}{path}", headers={
+                **FORGED, "X-Request-ID": f"forged-{path.strip('/')}"}, timeout=10).json()
+            for path in ("/stack/", "/included/", "/own/")}
+    client = access_log(server, "forged-stack")["forged-stack"]["client"]  # as Nginx saw it
+    host = server.base_url.removeprefix("http://")
+    forwarded = {"HTTP_X_FORWARDED_FOR": client, "HTTP_X_FORWARDED_PROTO": "http",
+                 "HTTP_X_REAL_IP": client}
+    for path in ("/stack/", "/included/"):  # the stack's own location, and one with the include
+        assert (seen[path]["addr"], seen[path]["scheme"], seen[path]["host"]) == (
+            client, "http", host), path
+        assert {k: seen[path]["headers"].get(k) for k in forwarded} == forwarded, path
+        assert not {"HTTP_FORWARDED", "HTTP_X_FORWARDED_HOST"} & set(seen[path]["headers"])
+    # Without it the app loses the Host (Nginx's rule), but believes nothing forged.
+    own = seen["/own/"]
+    assert own["headers"]["HTTP_X_CUSTOM"] == "mine"
+    assert own["addr"] != "6.6.6.6" and own["scheme"] == "http"
+    assert not [key for key in own["headers"] if "FORWARDED" in key or "REAL_IP" in key], own
+    assert "include /srv/nginx/proxy.conf" in server.logs()  # and the log says why

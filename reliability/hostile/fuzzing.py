@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from harness.procfs import cmdline
 from harness.rawhttp import chunked, exchange
 from reliability.hostile.cases import flood
 from reliability.hostile.rules import Tally, problems
@@ -106,10 +106,9 @@ def settled(pids: Callable[[], set[int]], timeout: float = 10.0) -> set[int]:
 
 
 def command(pid: int) -> str:
-    """A process's command line, from the host's /proc (a container's processes too)."""
+    """A process's command line, shortened for the report."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-            errors="replace").strip()[:60] or str(pid)
+        return cmdline(pid)[:60] or str(pid)
     except OSError:
         return str(pid)
 

@@ -1,6 +1,9 @@
 """A test app: the template's routes plus /slow (requests in flight), /crash and
-/reject (an error of the app's own)."""
+/reject (an error of the app's own), /orders/<id> (a route with a variable),
+/log (the app's logging and print), /fail (an unhandled exception) and a
+/metrics of its own on port 1300."""
 
+import logging
 import os
 import time
 
@@ -9,6 +12,7 @@ from flask import request
 from app import create_app
 
 app = create_app()
+log = logging.getLogger("slow")
 
 
 @app.get("/slow")
@@ -26,3 +30,27 @@ def crash() -> None:
 @app.post("/reject")
 def reject() -> tuple[dict[str, str], int]:
     return {"error": "name is required", "field": "name"}, 400
+
+
+@app.get("/orders/<int:order_id>")
+def order(order_id: int) -> dict[str, int]:
+    return {"order": order_id}
+
+
+@app.get("/log")
+def log_lines() -> dict[str, str]:
+    said = request.args.get("said", "hello")
+    log.warning("logged: %s", said)
+    app.logger.info("flask logged: %s", said)
+    print(f"printed: {said}", flush=True)
+    return {"said": said}
+
+
+@app.get("/fail")
+def fail() -> None:
+    raise ZeroDivisionError("failed on purpose")
+
+
+@app.get("/metrics")
+def apps_own_metrics() -> str:
+    return "the app's own /metrics\n"
