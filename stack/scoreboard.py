@@ -1,6 +1,6 @@
 """Gunicorn's scoreboard: one small file in the run directory, shared by memory
-map, where each worker keeps its slot (its pid, its busy threads, why it
-exits) and the master counts the workers it replaced, by cause. PID 1 reads it
+map, where each worker keeps its slot (its pid, its busy threads and open
+connections, why it exits) and the master counts the workers it replaced, by cause. PID 1 reads it
 for the metrics (stack/metrics.py).
 
 One fixed-size file, not one per process: a recycled or killed worker's slot is
@@ -25,7 +25,7 @@ SLOTS = 256  # WEB_CONCURRENCY's most
 CAUSES = ("recycled", "timeout", "crashed")
 _SAID = ("", "stopped", "recycled", "timeout")  # a slot's cause field: an index into this
 HEADER = struct.Struct("<8s3Q")  # magic, replacements by cause (CAUSES' order)
-SLOT = struct.Struct("<iII")  # pid (0: free), busy threads, cause said (_SAID)
+SLOT = struct.Struct("<iIII")  # pid (0: free), busy threads, cause said (_SAID), connections
 MAGIC = b"fstack01"
 SIZE = HEADER.size + SLOTS * SLOT.size
 
@@ -76,7 +76,7 @@ class Scoreboard:
         offset = self._offset(slot)
         said = _SAID[SLOT.unpack_from(self.map, offset)[2]]
         cause = said or ("timeout" if aborted else "crashed")
-        SLOT.pack_into(self.map, offset, 0, 0, 0)
+        SLOT.pack_into(self.map, offset, 0, 0, 0, 0)
         if cause == "stopped":
             return None
         field = HEADER.size - 8 * (len(CAUSES) - CAUSES.index(cause))
@@ -87,10 +87,21 @@ class Scoreboard:
     # --- a worker, in its own slot
 
     def started(self, slot: int, pid: int) -> None:
-        SLOT.pack_into(self.map, self._offset(slot), pid, 0, 0)
+        SLOT.pack_into(self.map, self._offset(slot), pid, 0, 0, 0)
 
     def busy(self, slot: int, threads: int) -> None:
         struct.pack_into("<I", self.map, self._offset(slot) + 4, threads)
+
+    def connections(self, slot: int, count: int) -> None:
+        struct.pack_into("<I", self.map, self._offset(slot) + 12, count)
+
+    def fewest_connections(self, slot: int, span: int) -> int | None:
+        """The connections of the other live worker that holds fewest, among the
+        first `span` slots (a master fills the lowest free ones); None if none lives."""
+        view = memoryview(self.map)[HEADER.size:HEADER.size + span * SLOT.size]
+        held = [count for index, (pid, _, _, count) in enumerate(SLOT.iter_unpack(view))
+                if pid and index != slot]
+        return min(held) if held else None
 
     def exiting(self, slot: int, cause: str) -> None:
         """What the worker says of its exit: stopped, recycled or timeout."""
@@ -102,7 +113,7 @@ class Scoreboard:
         _, *counts = HEADER.unpack_from(self.map, 0)
         workers = {}
         for slot in range(SLOTS):
-            pid, busy, _ = SLOT.unpack_from(self.map, self._offset(slot))
+            pid, busy, _, _ = SLOT.unpack_from(self.map, self._offset(slot))
             if pid:
                 workers[pid] = busy
         return Reading(workers, dict(zip(CAUSES, counts, strict=True)))

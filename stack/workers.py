@@ -141,7 +141,13 @@ class ThreadWorker(gthread.ThreadWorker):
         return len(self.serving) + len(self.queued)
 
     def set_accept_enabled(self, enabled: bool) -> None:
-        super().set_accept_enabled(enabled and self.alive and self.busy < self.cfg.threads)
+        super().set_accept_enabled(enabled and self.alive and self.busy < self.cfg.threads
+                                   and not self.holds_more_than_another())
+
+    def holds_more_than_another(self, by: int = 0) -> bool:
+        """Whether another worker holds more than `by` connections fewer (the scoreboard)."""
+        fewest = self.scoreboard.fewest_connections(self.slot, 2 * self.cfg.workers)
+        return fewest is not None and self.nr_conns > fewest + by
 
     def accept(self, listener: Any) -> None:
         super().accept(listener)
@@ -184,6 +190,7 @@ class ThreadWorker(gthread.ThreadWorker):
         """Gunicorn's main loop and its graceful stop both come by here at least
         once a second: that is where requests past TIMEOUT are found."""
         super().wait_for_and_dispatch_events(timeout)
+        self.scoreboard.connections(self.slot, self.nr_conns)
         self.cut_timed_out()
 
     def cut_timed_out(self) -> None:
@@ -210,7 +217,10 @@ class ThreadWorker(gthread.ThreadWorker):
             future.cancel()
 
     def over_full(self) -> bool:
-        return self.busy > self.cfg.threads
+        """Its queue deeper than its threads, or more connections than another
+        worker by more than one: the answer closes its connection, and Nginx's
+        next request opens another, which a worker with fewer takes."""
+        return self.busy > self.cfg.threads or self.holds_more_than_another(by=1)
 
     def run(self) -> None:
         super().run()

@@ -6,6 +6,7 @@ import re
 import signal
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -13,6 +14,7 @@ import requests
 
 from harness.checks import STOP_BUDGET_SECONDS, access_log, assert_json_error
 from harness.load import SteadyClient
+from harness.metrics import scrape
 from harness.paths import EXAMPLE_APP
 from stack.settings import defaults, load
 
@@ -197,6 +199,10 @@ def test_requests_that_never_end_cannot_starve_the_workers(launch) -> None:
     assert [answer.status_code for answer in again] == [200] * workers * threads
     assert time.monotonic() - started < 1.5  # all at once, not two rounds
     assert server.logs().count(f"ran past TIMEOUT={timeout} s") >= workers * threads
+    # Every worker held a hung request, and each replacement is counted as such.
+    replaced = scrape(server.metrics_url).value("gunicorn_worker_replacements_total",
+                                                cause="timeout")
+    assert replaced >= workers
 
 
 def test_trusted_proxy_is_believed(launch) -> None:
@@ -227,3 +233,20 @@ def test_max_body_size_is_a_setting(launch) -> None:
 def _no_leftover_threads() -> None:
     yield
     assert threading.active_count() < 20
+
+
+def test_the_workers_share_a_steady_keep_alive_load(launch) -> None:
+    """No worker hoards Nginx's kept-alive connections: under a steady load the
+    busiest worker answers at most twice what the idlest does."""
+    workers = 3
+    server = launch(WEB_CONCURRENCY=str(workers))
+    path = f"/?balance={time.monotonic_ns()}"
+    with SteadyClient(server.base_url, clients=16, path=path, timeout=10) as load:
+        time.sleep(5)
+    assert not load.failures()
+    ids = {outcome.path for outcome in load.snapshot()}
+    assert ids == {path}
+    lines = [line for line in access_log(server).values() if line["uri"] == path]
+    shares = Counter(line["worker"] for line in lines)
+    assert len(shares) == workers, shares
+    assert max(shares.values()) <= 2 * min(shares.values()), shares
