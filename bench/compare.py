@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--route", choices=ROUTES, default="root",
                         help="GET / (root), the real page or the I/O-bound route")
+    parser.add_argument("--header", action="append", default=[],
+                        help='a request header for every request, e.g. "Accept-Encoding: gzip"')
     args = parser.parse_args(argv)
     engine = harness.engine.chosen()
     stack_name, alone_name, incumbent_name, path = ROUTES[args.route]
@@ -80,25 +82,28 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{variant or 'defaults'}: {name} round {round_ + 1}/{args.rounds}")
             with containers(engine) as started:
                 port = run(engine, setup, started).container.port
-                wrk(port, args.connections, 1, path)  # warm up
+                wrk(port, args.connections, 1, path, tuple(args.header))  # warm up
                 points.setdefault((variant, name), []).append(
-                    wrk(port, args.connections, args.seconds, path))
+                    wrk(port, args.connections, args.seconds, path, tuple(args.header)))
     reference = median_point(points[("", incumbent_name)])
     print(f"`python -m bench.compare {' '.join(f'--variant {v!r}' for v in args.variant)} "
           f"--connections {args.connections} --seconds {args.seconds} "
-          f"--rounds {args.rounds} --route {args.route}`, "
+          f"--rounds {args.rounds} --route {args.route}"
+          f"{''.join(f' --header {h!r}' for h in args.header)}`, "
           f"{time.strftime('%Y-%m-%d')}\n")
     print("| Settings | stack req/s | Gunicorn alone req/s | stack / incumbent req/s "
-          "| stack p99 ms | Gunicorn p99 ms | stack idle PSS MiB | errors (stack, alone) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| stack p99 ms | Gunicorn p99 ms | stack idle PSS MiB | stack bytes/answer "
+          "| errors (stack, alone) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for variant in setups:
         stack, alone = (median_point(points[(variant, n)]) for n in (stack_name, alone_name))
         print(f"| {variant or 'defaults'} | {stack['rps']:,.0f} | {alone['rps']:,.0f} | "
               f"{stack['rps'] / reference['rps']:.2f} | {stack['latency_ms']['p99']} | "
-              f"{alone['latency_ms']['p99']} | {idle[variant]} | {errors(stack)}, "
-              f"{errors(alone)} |")
+              f"{alone['latency_ms']['p99']} | {idle[variant]} | "
+              f"{stack['bytes_per_request']} | {errors(stack)}, {errors(alone)} |")
     print(f"| incumbent (uWSGI design) | {reference['rps']:,.0f} | | 1.00 | "
-          f"{reference['latency_ms']['p99']} | | | {errors(reference)} |")
+          f"{reference['latency_ms']['p99']} | | | {reference['bytes_per_request']} | "
+          f"{errors(reference)} |")
     print(f"\nMedians of {args.rounds} runs of "
           f"{args.seconds} s at {args.connections} connections.")
     return 0

@@ -15,10 +15,13 @@ from harness.load import SteadyClient, percentile
 LUA = Path(__file__).resolve().parent / "latency.lua"
 
 
-def wrk(port: int, connections: int, duration: int, path: str = "/") -> dict[str, Any]:
+def wrk(port: int, connections: int, duration: int, path: str = "/",
+        headers: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`headers` ("Name: value") go with every request, as a browser's would."""
     threads = min(2, connections)  # wrk needs at least one connection per thread
     command = [
         "wrk",
+        *(arg for header in headers for arg in ("-H", header)),
         f"-t{threads}",
         f"-c{connections}",
         f"-d{duration}s",
@@ -34,7 +37,7 @@ def wrk(port: int, connections: int, duration: int, path: str = "/") -> dict[str
     if "unable to connect" in result.stdout + result.stderr:
         # The setup is down (a server that died under the load before): every
         # connection an error, and the run goes on for the others.
-        return {"connections": connections, "requests": 0, "rps": 0.0,
+        return {"connections": connections, "requests": 0, "rps": 0.0, "bytes_per_request": None,
                 "latency_ms": dict.fromkeys(("p50", "p99", "p99.9")), "errors": {},
                 "non_2xx": 0, "socket_errors": connections,
                 "failed": (result.stdout + result.stderr).strip()}
@@ -46,6 +49,8 @@ def wrk(port: int, connections: int, duration: int, path: str = "/") -> dict[str
         "connections": connections,
         "requests": raw["requests"],
         "rps": round(raw["requests"] / (raw["duration_us"] / 1e6), 1),
+        # What crossed the wire per answer, headers included.
+        "bytes_per_request": round(raw["bytes"] / raw["requests"]) if raw["requests"] else None,
         "latency_ms": {k: round(v / 1000, 3) for k, v in raw["latency_us"].items()},
         "errors": errors,
         # wrk counts a 4xx/5xx answer as a status error, socket troubles as the rest.
@@ -66,6 +71,7 @@ def median_point(points: list[dict[str, Any]]) -> dict[str, Any]:
         "requests": sum(p["requests"] for p in points),
         "rps": median(lambda p: p["rps"]),
         "rps_runs": [p["rps"] for p in points],
+        "bytes_per_request": median(lambda p: p.get("bytes_per_request")),
         "latency_ms": {key: median(lambda p, k=key: p["latency_ms"][k])
                        for key in points[0]["latency_ms"]},
         "non_2xx": sum(p["non_2xx"] for p in points),

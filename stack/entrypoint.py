@@ -171,9 +171,10 @@ def serve(command: list[str]) -> int:
         router.on_access = metrics.observe
     threads = f" x {settings.threads} threads" if settings.worker_class == "gthread" else ""
     say(f"serving {settings.app_module} on port {settings.port}: "
-        f"{settings.web_concurrency} {settings.worker_class} workers{threads} "
+        f"{settings.gunicorn_workers} {settings.worker_class} workers{threads} "
         f"({settings.cpus} CPUs available)"
-        + (f"; metrics on port {settings.metrics_port}" if metrics else ""))
+        + (f"; metrics on port {settings.metrics_port}" if metrics else "")
+        + ("; development mode: edits served as they are saved" if settings.dev else ""))
     # Read by supervisord.conf's %(ENV_...)s expansions.
     os.environ.update({
         "STACK_ROOT": str(STACK_ROOT),

@@ -10,7 +10,8 @@ _settings = load()
 _run = RunDir.from_env()
 
 # The app wrapped by the stack (health path, proxy hop, route, logging): stack/wsgi.py.
-wsgi_app = f"stack.wsgi:serve({_settings.app_module!r}, {_settings.log_level!r})"
+wsgi_app = (f"stack.wsgi:serve({_settings.app_module!r}, {_settings.log_level!r}, "
+            f"{_settings.root_path!r}, {_settings.dev!r})")
 chdir = _settings.app_dir
 # Only the UNIX socket; umask 077 makes it usable by this user alone (Nginx runs as it too).
 bind = [f"unix:{_run.gunicorn_socket}"]
@@ -20,15 +21,20 @@ control_socket_disable = True
 # wrapper decides instead, and only for what its Nginx vouched for (stack/wsgi.py).
 secure_scheme_headers: dict[str, str] = {}
 
-workers = _settings.web_concurrency
+workers = _settings.gunicorn_workers
 # The stack's subclasses of Gunicorn's own, which bound every request by TIMEOUT.
 worker_class = {"gthread": "stack.workers.ThreadWorker",
                 "sync": "stack.workers.SyncWorker"}[_settings.worker_class]
 threads = _settings.gunicorn_threads
 # Import the app once in the master: workers fork fast and share memory, and an
 # app that cannot import stops the master at once (the container fails fast).
-preload_app = True
+preload_app = not _settings.dev
 worker_tmp_dir = _run.root
+# Development (DEV): a worker started again when a module of the app changes,
+# found by Gunicorn's own poller (no inotify package in the image), and the app
+# imported in the worker, which alone can import it anew.
+reload = _settings.dev
+reload_engine = "poll"
 
 max_requests = _settings.max_requests
 max_requests_jitter = _settings.max_requests_jitter

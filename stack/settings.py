@@ -118,6 +118,11 @@ def _url_path(raw: str) -> str:
 _PATH_CHARACTERS = re.compile(r"[A-Za-z0-9._~@%+=:,/-]+")
 
 
+def _prefix(raw: str) -> str:
+    """ROOT_PATH: a URL path such as /shop, or nothing."""
+    return _url_path(raw) if raw else ""
+
+
 def _absolute_path(raw: str) -> str:
     if (not raw.startswith("/") or not _PATH_CHARACTERS.fullmatch(raw)
             or {".", ".."} & set(raw.split("/"))):
@@ -143,6 +148,14 @@ def _static_path(raw: str) -> str:
     if path in ("/", "/srv") or any(_within(path, top) for top in SYSTEM_DIRECTORIES):
         raise ValueError
     return path
+
+
+def _switch_or_off(raw: str) -> bool:
+    """A switch's value where a bad one is DEV's own error to report, later."""
+    try:
+        return _switch(raw.strip() or "off")
+    except ValueError:
+        return False
 
 
 def _networks(raw: str) -> tuple[str, ...]:
@@ -214,6 +227,12 @@ class Settings:
     keepalive_timeout: int = setting(
         "75", _whole(0, 3600), "a whole number of seconds from 0 to 3600",
         "Nginx client keep-alive; longer than a load balancer's usual 60 s idle timeout.")
+    root_path: str = setting(
+        "", _prefix, "a URL path such as /shop, or empty",
+        "The path the app is mounted under behind a shared balancer: `/shop/...` reaches "
+        "the app with `SCRIPT_NAME=/shop`, so `url_for` builds `/shop/...` links, and "
+        "static files are served under it; `/healthz` stays at the root.",
+        default_doc="none")
     static_url: str = setting(
         "/static", _url_path, "a URL path such as /static or /assets",
         "URL prefix Nginx serves files under; a file it does not have goes on to the app "
@@ -236,7 +255,13 @@ class Settings:
     log_format: str = setting(
         "json", _choice("json", "text"), "json or text",
         "Every line on stdout as one JSON object (`time`, `level`, `source`, `message`, "
-        "the request's `request_id`...), or as text for a person at a terminal.")
+        "the request's `request_id`...), or as text for a person at a terminal.",
+        default_doc="`json` (`text` with `DEV`)")
+    compression: bool = setting(
+        "on", _switch, "on or off",
+        "Nginx compresses text responses (HTML, CSS, JS, JSON, SVG, XML, plain text) "
+        "over 1 KiB for clients that accept gzip, and serves a `FILE.gz` beside a static "
+        "file when there is one.")
     access_log: bool = setting(
         "on", _switch, "on or off", "Nginx access log, one line per request.")
     websocket_timeout: int = setting(
@@ -253,6 +278,12 @@ class Settings:
     metrics_port: int = setting(
         "9464", _whole(1, 65535), "a port number from 1 to 65535, not `PORT`",
         "Port of the metrics endpoint, `GET /metrics` (never through `PORT`).")
+    dev: bool = setting(
+        "off", _switch, "on or off",
+        "Development mode: with the app's directory mounted over `APP_DIR`, an edited "
+        "Python file or template is served on the next request (Gunicorn `--reload`, one "
+        "worker); logs are text. Nginx, static files and the health check stay as in "
+        "production. Never the Werkzeug debugger.")
     # Not settings: read from the machine at start.
     cpus: int = 1
     open_files: int = 1024
@@ -264,6 +295,11 @@ class Settings:
         return item.default
 
     # --- Gunicorn
+
+    @property
+    def gunicorn_workers(self) -> int:
+        """One in development: a single worker to start again on each edit."""
+        return 1 if self.dev else self.web_concurrency
 
     @property
     def gunicorn_threads(self) -> int:
@@ -287,6 +323,9 @@ class Settings:
     def worker_connections(self) -> int:
         """A client and its upstream connection each count; leave room for files."""
         return min(4096, self.open_files // 2)
+
+    gzip_level = 5  # most of level 9's saving on JSON and HTML for a fraction of its CPU
+    gzip_min_length = 1024  # below about a packet, compressing saves nothing on the wire
 
     upstream_pool = 32  # idle keep-alive connections each Nginx worker keeps to the socket
 
@@ -349,6 +388,9 @@ def load(environ: Mapping[str, str] = os.environ, cgroup_root: Path = CGROUP_ROO
             # time that a third process uses (+13 to +32 % req/s on 2 CPUs).
             values["web_concurrency"] = max(2, cpus + 1)
             continue
+        if item.name == "LOG_FORMAT" and not environ.get(item.name, "").strip():
+            # DEV's default; read before it: its field comes last.
+            raw = "text" if _switch_or_off(environ.get("DEV", "")) else item.default
         if item.name == "STATIC_PATH" and not raw:
             raw = os.path.join(values["app_dir"], "static")
         try:

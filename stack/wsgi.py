@@ -18,6 +18,11 @@ The stack, not the app, owns these, so any WSGI app runs unchanged:
   headers that Nginx logs and keeps from the client.
 - the app's `logging`: one JSON record per line, with the request's request_id
   and trace_id (stack/logformat.py), unless the app sets up handlers of its own.
+- the path the app is mounted under: ROOT_PATH, or a trusted proxy's
+  X-Forwarded-Prefix, becomes SCRIPT_NAME (PEP 3333), so that a Flask app's
+  url_for builds links under it.
+- server-sent events: Nginx, told so, passes each on as it comes.
+- in development mode (DEV), templates read anew when they change.
 """
 
 from __future__ import annotations
@@ -54,11 +59,16 @@ FORWARDED = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED
 TOKEN_KEY = environ_key(PROXY_HEADER)
 
 
-def serve(app_module: str, log_level: str = "info") -> WSGIApp:
+def serve(app_module: str, log_level: str = "info", root_path: str = "",
+          dev: bool = False) -> WSGIApp:
     """Gunicorn's `wsgi_app` (stack/gunicorn.conf.py): import the app, wrap it.
     Logging is set up first, so that an app's loggers find it as they are made."""
     app_logging(log_level)
-    return Stack(import_app(app_module), os.environ[PROXY_TOKEN_ENV])
+    app = import_app(app_module)
+    if dev and hasattr(app, "jinja_env"):  # Flask caches templates unless told
+        app.config["TEMPLATES_AUTO_RELOAD"] = True
+        app.jinja_env.auto_reload = True
+    return Stack(app, os.environ[PROXY_TOKEN_ENV], root_path)
 
 
 def app_logging(level: str) -> None:
@@ -106,8 +116,9 @@ def last_value(header: str | None) -> str:
 
 
 class Stack:
-    def __init__(self, app: WSGIApp, proxy_token: str) -> None:
+    def __init__(self, app: WSGIApp, proxy_token: str, root_path: str = "") -> None:
         self.app = app
+        self.root_path = root_path
         self.app_has_health = routes_health(app)
         self.routed = getattr(app, "url_map", None) is not None
         self.proxy_token = proxy_token
@@ -120,6 +131,7 @@ class Stack:
             self.forwarded(environ)
         else:
             self.untrusted(environ)
+        self.mount(environ)
         if environ.get("PATH_INFO") == HEALTH_PATH and not self.app_has_health:
             return health(environ, self.named(environ, start_response, HEALTH_PATH))
         return self.app(environ, self.named(environ, start_response))
@@ -130,6 +142,8 @@ class Stack:
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             headers.append((ROUTE_HEADER, fixed or workers.route(environ, self.routed)))
             headers.append((WORKER_HEADER, str(os.getpid())))
+            if streams_events(headers):  # Nginx passes each event on as it comes
+                headers.append(("X-Accel-Buffering", "no"))
             return start_response(status, headers, exc_info)
 
         return start
@@ -143,6 +157,18 @@ class Stack:
         if scheme in ("http", "https"):
             environ["wsgi.url_scheme"] = scheme
 
+    def mount(self, environ: dict[str, Any]) -> None:
+        """SCRIPT_NAME from ROOT_PATH (taken off PATH_INFO) and from the prefix a
+        trusted proxy took off the URL (only the stack's Nginx passes it on)."""
+        prefix = environ.pop("HTTP_X_FORWARDED_PREFIX", "")
+        path = environ.get("PATH_INFO", "")
+        root = self.root_path
+        if root and (path == root or path.startswith(root + "/")):
+            environ["PATH_INFO"] = path[len(root):] or "/"
+            prefix += root
+        if prefix:
+            environ["SCRIPT_NAME"] = prefix + environ.get("SCRIPT_NAME", "")
+
     def untrusted(self, environ: dict[str, Any]) -> None:
         """A request Nginx passed on without nginx/proxy.conf: whatever it says of
         the client came from the client."""
@@ -153,6 +179,13 @@ class Stack:
                        "proxy headers (a location in nginx/conf.d/ that sets proxy_set_header "
                        "should include /srv/nginx/proxy.conf): removed " + ", ".join(dropped),
                        "warning")
+
+
+def streams_events(headers: list[tuple[str, str]]) -> bool:
+    """Server-sent events the app did not already tell Nginx about."""
+    names = {name.lower(): value for name, value in headers}
+    return (names.get("content-type", "").startswith("text/event-stream")
+            and "x-accel-buffering" not in names)
 
 
 def health(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

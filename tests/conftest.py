@@ -227,18 +227,22 @@ def launch(request: pytest.FixtureRequest, scratch: Path):  # type: ignore[no-un
     launch.python is the layer's Python command."""
     layer = request.param
 
-    def app_dir(files: dict[str, str]) -> Path:
+    def app_dir(files: dict[str, str | bytes]) -> Path:
         path = Path(tempfile.mkdtemp(dir=scratch))
-        path.chmod(0o755)
-        for name, text in files.items():
-            (path / name).write_text(text)
-            (path / name).chmod(0o644)
+        for name, content in files.items():
+            (path / name).parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                (path / name).write_bytes(content)
+            else:
+                (path / name).write_text(content)
+        for item in [path, *path.rglob("*")]:
+            item.chmod(0o755 if item.is_dir() else 0o644)
         return path
 
     if layer == "stack":
         start_stack = request.getfixturevalue("start_stack")
 
-        def start(wait: bool = True, app: dict[str, str] | None = None,
+        def start(wait: bool = True, app: dict[str, str | bytes] | None = None,
                   command: tuple[str, ...] = (), **env: str) -> Server:
             if app:
                 env["APP_DIR"] = str(app_dir(app))
@@ -249,7 +253,7 @@ def launch(request: pytest.FixtureRequest, scratch: Path):  # type: ignore[no-un
     run_container = request.getfixturevalue("run_container")
     hardening = HARDENED if layer == "hardened" else ()
 
-    def run(wait: bool = True, app: dict[str, str] | None = None,
+    def run(wait: bool = True, app: dict[str, str | bytes] | None = None,
             command: tuple[str, ...] = (), **env: str) -> Server:
         args = hardening
         if app:

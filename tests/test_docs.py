@@ -314,6 +314,11 @@ def claims(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Claim]:
         Claim(r"through a pipe PID 1 reads every ([\d.]+) s", (logs.FLUSH_SECONDS,),
               ("docs/observability.md",)),
         Claim(r"access log lines within (\d+) s", (round(logs.LATE_SECONDS),), ("README.md",)),
+        # Compression (README, docs/your-app.md)
+        Claim(r"text answers over (\d+) KiB", (default.settings.gzip_min_length // 1024,),
+              ("README.md",)),
+        Claim(r"plain text over\s+(\d+) KiB", (default.settings.gzip_min_length // 1024,),
+              ("docs/your-app.md",)),
         # docs/performance.md, docs/hardening.md
         Claim(r"`THREADS` (\d+)", (default.gunicorn["threads"],), ("docs/performance.md",)),
         Claim(r"`MAX_REQUESTS` ([\d,]+), with up to (\d+) % jitter",

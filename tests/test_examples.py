@@ -8,6 +8,7 @@ import io
 import re
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -119,7 +120,6 @@ def test_package_and_blueprint_static_files_come_from_the_app(
     assert served.headers["Content-Type"].split(";")[0] == content_type
     assert served.content == source.read_bytes()
     # Nginx does not have it: Flask served it, with Flask's caching headers.
-    assert "Expires" not in served.headers
     assert served.headers["Cache-Control"] == "no-cache"
 
 
@@ -128,8 +128,8 @@ def test_package_default_static_folder_is_served_by_nginx(shop: Container) -> No
     assert served.status_code == 200
     assert served.headers["Content-Type"] == "text/plain"
     assert served.content == (PACKAGE / "static" / "robots.txt").read_bytes()
-    assert "Expires" in served.headers  # Nginx's `expires 1h`
-    assert served.headers["Cache-Control"] == "max-age=3600"
+    assert served.headers["Cache-Control"] == "public, max-age=3600"  # Nginx's, revalidated
+    assert served.headers["ETag"] and served.headers["Last-Modified"]
 
 
 def test_package_data_survives_a_restart_on_its_volume(
@@ -227,6 +227,33 @@ def test_package_page_in_chromium_uses_its_stylesheet(
     screenshot = tmp_path / "shop.png"
     assert chromium_driver.save_screenshot(str(screenshot))
     assert screenshot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_package_under_a_path_prefix_in_chromium(
+        run_image: Callable[..., Container], package_image: str,
+        new_volume: Callable[[], str], chromium_driver: webdriver.Chrome) -> None:
+    """The same package, unchanged, mounted at /shop as behind a shared balancer:
+    styled, its images shown, its links and its form under the prefix."""
+    shop = run_image(package_image, env={**SHOP, "ROOT_PATH": "/shop"},
+                     args=hardened_with(new_volume()))
+    chromium_driver.get(f"{shop.base_url}/shop/")
+    assert chromium_driver.title == "Products · Coffee Shop"
+    color = chromium_driver.execute_script(
+        "return getComputedStyle(document.querySelector('h1')).color")
+    assert color == "rgb(110, 59, 22)"
+    widths = chromium_driver.execute_script(
+        "return [...document.querySelectorAll('td img')].map(img => img.naturalWidth)")
+    assert len(widths) == SEEDED_ROWS and all(width > 0 for width in widths)
+    home = chromium_driver.execute_script("return document.querySelector('header a').href")
+    assert home == f"{shop.base_url}/shop/"
+    # The order form posts under the prefix, and its redirect lands there.
+    chromium_driver.execute_script("document.querySelector('form.order').submit()")
+    deadline = time.monotonic() + 10
+    while "/orders/" not in chromium_driver.current_url:
+        assert time.monotonic() < deadline, chromium_driver.current_url
+        time.sleep(0.1)
+    assert chromium_driver.current_url.startswith(f"{shop.base_url}/shop/orders/")
+    assert "Order" in chromium_driver.title
 
 
 # --- websocket: flask-sock through Nginx's upgrade

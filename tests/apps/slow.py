@@ -1,13 +1,14 @@
 """A test app: the template's routes plus /slow (requests in flight), /crash and
 /reject (an error of the app's own), /orders/<id> (a route with a variable),
-/log (the app's logging and print), /fail (an unhandled exception) and a
-/metrics of its own on port 1300."""
+/log (the app's logging and print), /fail (an unhandled exception), a /metrics
+of its own on port 1300, /big (a large JSON answer), /events (server-sent
+events) and /links (what url_for builds)."""
 
 import logging
 import os
 import time
 
-from flask import request
+from flask import Response, request, stream_with_context, url_for
 
 from app import create_app
 
@@ -54,3 +55,25 @@ def fail() -> None:
 @app.get("/metrics")
 def apps_own_metrics() -> str:
     return "the app's own /metrics\n"
+
+
+@app.get("/big")
+def big() -> dict[str, list[dict[str, object]]]:
+    return {"items": [{"id": n, "name": f"item number {n}", "tags": ["a", "b"]}
+                      for n in range(int(request.args.get("items", "500")))]}
+
+
+@app.get("/events")
+def events() -> Response:
+    def stream():  # type: ignore[no-untyped-def]
+        for number in range(3):
+            yield f"data: event {number} at {time.monotonic()}\n\n"
+            time.sleep(0.5)
+
+    return Response(stream_with_context(stream()), mimetype="text/event-stream")
+
+
+@app.get("/links")
+def links() -> dict[str, str]:
+    return {"index": url_for("index"), "static": url_for("static", filename="robots.txt"),
+            "external": url_for("index", _external=True)}
