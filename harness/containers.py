@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from harness.engine import Engine
 from harness.paths import TEST_APPS
@@ -60,6 +61,16 @@ class Container:
         grace_args = () if grace is None else ("--time", str(grace))
         self.engine("stop", *grace_args, self.id, timeout=timeout + 10)
         return self.wait_exit(timeout)
+
+    def exited_at(self) -> float:
+        """When the container's main process ended, as the engine recorded it
+        (Unix time): what it took to stop, without the engine's own delays."""
+        text = self.inspect("{{.State.FinishedAt}}")
+        # Docker: 2026-12-02T20:01:02.123456789Z; Podman: 2026-12-02 20:01:02.123456789 +0000 UTC
+        day, clock = text.replace("T", " ").split()[:2]
+        whole, _, fraction = clock.rstrip("Z").partition(".")
+        moment = datetime.strptime(f"{day} {whole}", "%Y-%m-%d %H:%M:%S")
+        return moment.replace(tzinfo=UTC).timestamp() + float(f"0.{fraction or 0}")
 
     def health(self) -> str:
         """The image's HEALTHCHECK as the engine reports it: healthy, unhealthy or starting.

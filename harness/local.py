@@ -49,6 +49,7 @@ class LocalStack(LocalServer):
     env: dict[str, str] = field(default_factory=dict)
     command: tuple[str, ...] = ()  # run instead of the server, as `docker run IMAGE COMMAND`
     metrics_port: int = field(default_factory=free_port)
+    exited: float = 0.0  # when wait_exit saw the main process gone (Unix time)
 
     @property
     def metrics_url(self) -> str:
@@ -114,11 +115,17 @@ class LocalStack(LocalServer):
     def wait_exit(self, timeout: float) -> int:
         assert self.process is not None
         try:
-            return self.process.wait(timeout)
+            code = self.process.wait(timeout)
+            self.exited = time.time()  # the moment it was seen gone
+            return code
         except subprocess.TimeoutExpired:
             raise ServerError(f"still running after {timeout} s:\n{self.logs()}") from None
         finally:
             self.kill()
+
+    def exited_at(self) -> float:
+        """When the main process ended (Unix time), as wait_exit saw it."""
+        return self.exited
 
     def kill(self) -> None:
         """SIGKILL every process of the stack's session: Supervisord gives each

@@ -80,7 +80,7 @@ def test_static_files_are_served_by_nginx_with_caching(server: Server) -> None:
     response = requests.get(f"{server.base_url}/static/robots.txt", timeout=10)
     assert response.status_code == 200
     assert response.text.startswith("User-agent:")
-    assert re.fullmatch(r"max-age=\d+", response.headers["Cache-Control"])
+    assert re.fullmatch(r"public, max-age=\d+", response.headers["Cache-Control"])
     assert "ETag" in response.headers
     # Nginx answered by itself: its log line has no upstream time.
     request_id = response.headers["X-Request-ID"]

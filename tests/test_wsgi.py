@@ -118,3 +118,11 @@ def test_serve_imports_a_factory_call(monkeypatch: pytest.MonkeyPatch) -> None:
     wrapped = serve("app:create_app()")
     assert isinstance(wrapped, Stack)
     assert Client(wrapped).get("/").get_json() == {"msg": "Success!"}
+
+
+def test_without_a_token_nothing_forwarded_is_believed() -> None:
+    """Gunicorn started by hand, with no token: an empty header vouches for nothing."""
+    seen = Client(Stack(echo_environ, "")).get(
+        "/x", headers={**FORGED, "X-Flask-Stack-Proxy": ""},
+        environ_base={"REMOTE_ADDR": ""}).get_json()
+    assert seen["REMOTE_ADDR"] == "" and seen["wsgi.url_scheme"] == "http"
