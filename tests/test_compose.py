@@ -42,8 +42,8 @@ def published_port() -> int:
 def project(engine: Engine, image: str, require: Callable[[object, str], None],
             ) -> Iterator[ComposeProject]:
     command = compose_command(engine)
-    require(command, f"no Compose for {engine.command} (Docker: docker-compose from Debian or"
-                     " the compose plugin; Podman: podman-compose from PyPI)")
+    require(command, f"no Compose for {engine.command} (Docker: the compose plugin, Compose v2,"
+                     " as .ci/setup-host installs it; Podman: podman-compose from PyPI)")
     assert command
     project = ComposeProject(engine, command, PROJECT, {"FLASK_STACK_IMAGE": image})
     project.down()  # whatever an interrupted run left
