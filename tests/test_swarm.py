@@ -24,7 +24,7 @@ import pytest
 import harness.swarm
 from harness.checks import assert_contract, assert_json_error, wait_serving
 from harness.containers import Container
-from harness.deployfiles import SWARM_STACK, haproxy, swarm_stack
+from harness.deployfiles import SWARM_STACK, app_settings, haproxy, seconds, swarm_stack
 from harness.engine import Engine
 from harness.images import IMAGE_TAG, SECCOMP_PROFILE, build_balancer, build_image
 from harness.load import Outcome
@@ -144,6 +144,11 @@ def test_the_replicas_run_hardened(stack: Stack) -> None:
     from Docker's default by a call only Docker's allows (getpgid)."""
     profile = json.loads(SECCOMP_PROFILE.read_text())
     assert "getpgid" not in {name for rule in profile["syscalls"] for name in rule["names"]}
+    # Swarm took the stop's grace period as the file gives it, longer than the stop's ceiling.
+    spec = stack.inspect("app")["Spec"]["TaskTemplate"]["ContainerSpec"]
+    grace = seconds(app_service()["stop_grace_period"])
+    assert spec["StopGracePeriod"] / 1e9 == grace
+    assert grace > app_settings(app_service()["environment"]).stop_ceiling
     running = stack.containers("app")
     assert len(running) == replicas()
     for replica in running:
@@ -198,6 +203,9 @@ def test_an_update_replaces_every_replica_without_a_failed_request(
         serving(after, since)
     assert_none_failed(load.outcomes)
     assert not before & {c.id for c in after}, "a replica of the first build is left"
+    # Each old replica drained and exited by itself (0), never SIGKILLed (137).
+    assert {Container(stack.docker, cid, 0).inspect("{{.State.ExitCode}}")
+            for cid in before} == {"0"}
     for replica in after:
         label, value = NEXT_LABEL
         assert json.loads(replica.inspect("{{json .Config.Labels}}"))[label] == value
