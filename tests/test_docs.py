@@ -375,8 +375,8 @@ def claims(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Claim]:
         Claim(r"(\d+) x (\d+) s is longer than a whole stop",
               (liveness["failureThreshold"], liveness["periodSeconds"]),
               ("deploy/kubernetes/deployment.yaml",)),
-        Claim(r"The stop's ceiling with these settings: DRAIN \+ (\d+) x \(GRACEFUL \+ (\d+)\) "
-              r"= (\d+) s", (*formula, in_swarm.stop_ceiling), ("deploy/swarm/stack.yaml",)),
+        Claim(r"The stop's ceiling with these settings: DRAIN \+ GRACEFUL \+ (\d+) = (\d+) s",
+              (*formula, in_swarm.stop_ceiling), ("deploy/swarm/stack.yaml",)),
         Claim(r"Swarm's default of (\d+) s", (STOP_BUDGET_SECONDS,), ("deploy/swarm/stack.yaml",)),
         Claim(r"at least \d+ \((\d+) with this limit\)", (swarm_workers,),
               ("deploy/swarm/stack.yaml",)),
