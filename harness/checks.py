@@ -10,6 +10,7 @@ import gzip
 import json
 import subprocess
 import time
+from datetime import datetime
 
 import requests
 
@@ -69,6 +70,22 @@ def access_log(server: Server, *waiting_for: str) -> dict[str, dict]:
         if set(waiting_for) <= set(found) or time.monotonic() > deadline:
             return found
         time.sleep(0.1)
+
+
+def served(server: Server, since: float) -> bool:
+    """The server has answered a GET / with 200 since `since` (epoch seconds): its
+    log holds the runs before a restart too."""
+    return any(line["uri"] == "/" and line["status"] == 200
+               and datetime.fromisoformat(line["time"]).timestamp() >= since
+               for line in access_log(server).values())
+
+
+def wait_serving(server: Server, since: float = 0, timeout: float = 30) -> None:
+    """Until a balancer sends the server a client's GET / (see `served`)."""
+    deadline = time.monotonic() + timeout
+    while not served(server, since):
+        assert time.monotonic() < deadline, f"no request in {timeout} s:\n{server.logs()}"
+        time.sleep(0.2)
 
 
 def assert_contract(response: requests.Response) -> None:

@@ -1,5 +1,5 @@
 """compose.yaml run from the file itself, by the Compose that goes with the engine:
-Docker's Compose with Docker Engine, podman-compose with Podman."""
+Docker Compose v2 with Docker Engine, podman-compose with Podman."""
 
 from __future__ import annotations
 
@@ -27,18 +27,16 @@ class ComposeError(RuntimeError):
 def compose_command(engine: Engine) -> tuple[str, ...] | None:
     """The Compose for this engine, or None if there is none here.
 
-    Docker: the `docker compose` plugin (Compose v2) where the CLI has it, else
-    `docker-compose` (Compose 1.29 from Debian, as CI installs it). Podman:
-    podman-compose, the one the tests' requirements pin if it is there.
+    Docker: the `docker compose` plugin, Compose v2, what users run (.ci/setup-host
+    installs it); never Compose 1.29's `docker-compose`, which reads the file
+    differently (it rejects a top-level `name`). Podman: podman-compose, the one
+    the tests' requirements pin if it is there.
     """
     if engine.command == "docker":
         plugin = subprocess.run(["docker", "compose", "version"], capture_output=True)
-        if plugin.returncode == 0:
-            return ("docker", "compose")
-        found = shutil.which("docker-compose")
-    else:
-        pinned = Path(sys.executable).parent / "podman-compose"
-        found = str(pinned) if pinned.exists() else shutil.which("podman-compose")
+        return ("docker", "compose") if plugin.returncode == 0 else None
+    pinned = Path(sys.executable).parent / "podman-compose"
+    found = str(pinned) if pinned.exists() else shutil.which("podman-compose")
     return (found,) if found else None
 
 

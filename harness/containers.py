@@ -38,15 +38,19 @@ class Container:
         """The container's stdout and stderr so far, apart."""
         # errors="replace": the access log holds whatever bytes a client sent.
         return subprocess.run([self.engine.command, "logs", self.id], capture_output=True,
-                              text=True, errors="replace", timeout=60)
+                              text=True, errors="replace", timeout=60,
+                              env=self.engine.environ())
 
     def logs(self) -> str:
         result = self.output()
         return result.stdout + result.stderr
 
-    def exec(self, *command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([self.engine.command, "exec", self.id, *command],
-                              capture_output=True, text=True, timeout=60)
+    def exec(self, *command: str, user: str = "") -> subprocess.CompletedProcess[str]:
+        """The command run in the container, as `user` if given (else the container's)."""
+        as_user = ("--user", user) if user else ()
+        return subprocess.run([self.engine.command, "exec", *as_user, self.id, *command],
+                              capture_output=True, text=True, timeout=60,
+                              env=self.engine.environ())
 
     def remove(self) -> None:
         self.engine("rm", "--force", self.id, check=False)

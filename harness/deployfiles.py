@@ -1,5 +1,5 @@
 """Readers of the deployment files (compose.yaml, the HAProxy balancer, the
-Kubernetes manifests): what the deploy tests and the docs' numbers check."""
+Swarm stack, the Kubernetes manifests): what the deploy tests and the docs' numbers check."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ COMPOSE = ROOT / "compose.yaml"
 HAPROXY_DIR = ROOT / "deploy" / "haproxy"
 HAPROXY_CFG = HAPROXY_DIR / "haproxy.cfg"
 KUBERNETES = ROOT / "deploy" / "kubernetes"
+SWARM_STACK = ROOT / "deploy" / "swarm" / "stack.yaml"
 KUBERNETES_MINIMUM = "1.30.0"  # preStop.sleep: beta, on by default, from 1.30
 UNITS = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 0.000001}
 
@@ -30,6 +31,11 @@ def seconds(text: str | int) -> float:
 @cache
 def compose() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE.read_text())
+
+
+@cache
+def swarm_stack() -> dict[str, Any]:
+    return yaml.safe_load(SWARM_STACK.read_text())
 
 
 def app_settings(environment: dict[str, Any] | list[dict[str, Any]]) -> Settings:
@@ -50,8 +56,14 @@ def haproxy() -> dict[str, Any]:
     default_server = re.search(r"^\s*default-server\s+(.*)$", text, re.M)
     assert default_server, "haproxy.cfg: no default-server line"
     options = default_server[1].split()
+    # server-template NAME COUNT SERVICE:PORT ...: the replicas, found by DNS.
+    template = re.search(r"^\s*server-template\s+\S+\s+(\d+)\s+(\S+):(\d+)\s", text, re.M)
+    assert template, "haproxy.cfg: no server-template line"
     return {
         "text": text,
+        "servers": int(template[1]),
+        "service": template[2],
+        "port": int(template[3]),
         "timeouts": timeouts,
         "inter": seconds(options[options.index("inter") + 1]),
         "fall": int(options[options.index("fall") + 1]),

@@ -18,10 +18,22 @@ class EngineError(RuntimeError):
 @dataclass(frozen=True)
 class Engine:
     command: str
+    # DOCKER_HOST: a daemon other than the default one (harness.swarm's own); "" for that one.
+    host: str = ""
 
-    def __call__(self, *args: str, check: bool = True, timeout: float = 600) -> str:
+    def environ(self, extra: Mapping[str, str] | None = None) -> dict[str, str] | None:
+        """The environment its commands run in: ours, with its DOCKER_HOST and `extra`
+        (None: ours unchanged)."""
+        if not self.host and not extra:
+            return None
+        return {**os.environ, **({"DOCKER_HOST": self.host} if self.host else {}),
+                **(extra or {})}
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 600,
+                 env: Mapping[str, str] | None = None) -> str:
+        """The command's stdout; `env` adds variables (a stack file's, say)."""
         result = subprocess.run([self.command, *args], capture_output=True, text=True,
-                                timeout=timeout)
+                                timeout=timeout, env=self.environ(env))
         if check and result.returncode != 0:
             raise EngineError(f"{self.command} {' '.join(args)} failed:\n{result.stderr}")
         return result.stdout.strip()
@@ -29,7 +41,8 @@ class Engine:
     def answers(self) -> bool:
         """`ENGINE info` succeeds: a CLI alone proves nothing (Docker's has no daemon here)."""
         try:
-            probe = subprocess.run([self.command, "info"], capture_output=True, timeout=60)
+            probe = subprocess.run([self.command, "info"], capture_output=True, timeout=60,
+                                   env=self.environ())
         except (OSError, subprocess.TimeoutExpired):
             return False
         return probe.returncode == 0

@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+from harness.deployfiles import HAPROXY_DIR
 from harness.engine import Engine
 from harness.paths import ROOT
 
@@ -52,9 +53,11 @@ def locked(locks: tuple[Path, ...] = LOCKS) -> dict[str, str]:
 def build_image(engine: Engine, tag: str, target: str | None = None,
                 platform: str | None = None, base_image: str | None = None,
                 context: Path = ROOT, no_cache: bool = False,
-                build_args: dict[str, str] | None = None) -> str:
-    """Build a target of the Dockerfile the way every test build is made."""
+                build_args: dict[str, str] | None = None, dockerfile: Path | None = None) -> str:
+    """Build a target of the Dockerfile (or of `dockerfile`) the way every test build is made."""
     args = ["build", "--tag", tag]
+    if dockerfile:
+        args += ["--file", str(dockerfile)]
     if no_cache:
         args.append("--no-cache")
     if target:
@@ -72,3 +75,9 @@ def build_image(engine: Engine, tag: str, target: str | None = None,
         args += ["--secret", f"id=ca_bundle,src={os.environ['PIP_CERT']}"]
     engine(*args, str(context), timeout=1800)
     return tag
+
+
+def build_balancer(engine: Engine, tag: str) -> str:
+    """The load balancer's image (deploy/haproxy), as compose.yaml builds it; the
+    build itself runs `haproxy -c` on the config."""
+    return build_image(engine, tag, context=HAPROXY_DIR, dockerfile=HAPROXY_DIR / "Containerfile")

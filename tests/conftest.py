@@ -35,8 +35,8 @@ from harness.server import Server, wait_until_up
 pytest.register_assert_rewrite("harness.checks")
 
 # Every test runs on one of these; pyproject.toml registers them as markers.
-LAYERS = ("app", "stack", "image", "hardened", "arm64", "deploy", "compose", "bench",
-          "reliability")
+LAYERS = ("app", "stack", "image", "hardened", "arm64", "deploy", "compose", "swarm",
+          "bench", "reliability")
 # Where the `server` and `launch` fixtures run a test: each its own layer.
 RUNNING = ("stack", "image", "hardened")
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
 
 import pytest
 import requests
 
-from harness.checks import access_log, assert_contract, assert_json_error
+from harness.checks import assert_contract, assert_json_error, wait_serving
 from harness.compose import ComposeProject, compose_command
 from harness.containers import Container
 from harness.deployfiles import app_settings, compose, seconds
@@ -43,8 +42,8 @@ def published_port() -> int:
 def project(engine: Engine, image: str, require: Callable[[object, str], None],
             ) -> Iterator[ComposeProject]:
     command = compose_command(engine)
-    require(command, f"no Compose for {engine.command} (Docker: docker-compose from Debian or"
-                     " the compose plugin; Podman: podman-compose from PyPI)")
+    require(command, f"no Compose for {engine.command} (Docker: the compose plugin, Compose v2,"
+                     " as .ci/setup-host installs it; Podman: podman-compose from PyPI)")
     assert command
     project = ComposeProject(engine, command, PROJECT, {"FLASK_STACK_IMAGE": image})
     project.down()  # whatever an interrupted run left
@@ -84,24 +83,6 @@ def test_the_app_sees_the_real_client(balancer: Container) -> None:
     spoofed = requests.get(whoami, timeout=10, headers={"X-Forwarded-For": CLIENT,
                                                         "X-Forwarded-Proto": "https"})
     assert spoofed.json() == {"client": gateway, "scheme": "http"}
-
-
-def served(replica: Container, since: float) -> bool:
-    """The replica has answered GET / (the steady client's, through the balancer)
-    since `since` (epoch seconds): its log holds the runs before a restart too."""
-    return any(line["uri"] == "/" and line["status"] == 200
-               and datetime.fromisoformat(line["time"]).timestamp() >= since
-               for line in access_log(replica).values())
-
-
-def wait_serving(replica: Container, since: float = 0, timeout: float = 30) -> None:
-    """Until the balancer sends the steady client's requests to the replica too."""
-    deadline = time.monotonic() + timeout
-    while not served(replica, since):
-        if time.monotonic() > deadline:
-            pytest.fail(f"replica {replica.id[:12]} got no request in {timeout} s:\n"
-                        f"{replica.logs()}")
-        time.sleep(0.2)
 
 
 def test_each_replica_restarts_in_turn_without_a_failed_request(

@@ -1,9 +1,12 @@
-"""Deployment files: compose.yaml, the HAProxy balancer, the Kubernetes manifests, the guide.
+"""Deployment files: compose.yaml, the HAProxy balancer, the Swarm stack, the Kubernetes
+manifests, the guide.
 
-compose.yaml is checked statically here, against the Compose Specification's
-schema too (test_compose.py brings it up for real); the manifests are
-validated offline against the Kubernetes schemas and by checkov; the guide's
-timeout table is compared with the files it describes.
+compose.yaml and deploy/swarm/stack.yaml are checked statically here, against
+the Compose Specification's schema too (test_compose.py and test_swarm.py run
+them for real; checkov has no Compose or Swarm framework); the manifests are
+validated offline against the Kubernetes schemas and by checkov, and their
+rolling update against the stop; the guide's timeout table is compared with
+the files it describes.
 """
 
 from __future__ import annotations
@@ -36,11 +39,13 @@ from harness.deployfiles import (
     manifest,
     manifests,
     seconds,
+    swarm_stack,
 )
 from harness.engine import Engine
-from harness.images import SECCOMP_PROFILE
+from harness.images import SECCOMP_PROFILE, build_balancer
 from harness.paths import ROOT
-from stack.settings import load
+from stack.healthcheck import TIMEOUT_SECONDS as HEALTHCHECK_SECONDS
+from stack.settings import Settings, load
 
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 GUIDES = (ROOT / "docs" / "deployment.md",)  # the deployment guide, with the timeout table
@@ -129,9 +134,10 @@ def test_compose_balancer_is_built_here_and_hardened() -> None:
     assert balancer["depends_on"]["app"]["condition"] == "service_healthy"
     assert balancer["read_only"] is True and balancer["cap_drop"] == ["ALL"]
     assert "no-new-privileges:true" in balancer["security_opt"]
-    # HAProxy's hard-stop-after ends a soft stop before Compose would SIGKILL it.
+    # HAProxy's hard-stop-after ends a soft stop before Compose (or Swarm) would SIGKILL it.
     hard_stop = re.search(r"^\s*hard-stop-after\s+(\S+)", haproxy()["text"], re.M)
-    assert hard_stop and seconds(hard_stop[1]) < seconds(balancer["stop_grace_period"])
+    for front in (balancer, swarm_stack()["services"]["balancer"]):
+        assert hard_stop and seconds(hard_stop[1]) < seconds(front["stop_grace_period"])
 
 
 # --- the balancer
@@ -143,13 +149,15 @@ def test_haproxy_checks_health_and_forwards_the_client() -> None:
     assert re.search(r"^\s*http-check expect status 200\s*$", text, re.M)
     assert re.search(r"^\s*option forwardfor\s*$", text, re.M)
     assert config["check"] and config["rise"] >= 2
-    # The replicas are the Compose service, on the image's port.
-    template = re.search(r"^\s*server-template\s+\S+\s+(\d+)\s+(\S+):(\d+)\s", text, re.M)
-    assert template and template[2] == "app" and template[3] == "1300"
-    assert int(template[1]) >= compose()["services"]["app"]["deploy"]["replicas"]
-    # A draining replica is out before its drain ends.
-    drain = app_settings(compose()["services"]["app"]["environment"]).drain_seconds
-    assert config["inter"] * config["fall"] + config["timeouts"]["check"] < drain
+    # The replicas are the `app` service of compose.yaml and of the Swarm stack,
+    # on the image's port; the Swarm test scales to twice the stack's replicas.
+    assert config["service"] == "app" and config["port"] == load({}).port
+    for services in (compose()["services"], swarm_stack()["services"]):
+        app = services[config["service"]]
+        assert config["servers"] >= 2 * app["deploy"]["replicas"]
+        # A draining replica is out before its drain ends.
+        drain = app_settings(app["environment"]).drain_seconds
+        assert config["inter"] * config["fall"] + config["timeouts"]["check"] < drain
 
 
 def test_haproxy_config_parses(require: Callable[[object, str], None]) -> None:
@@ -168,18 +176,97 @@ def test_balancer_containerfile_lints(require: Callable[[object, str], None]) ->
 
 
 def test_balancer_image_builds_and_runs_hardened(engine: Engine) -> None:
-    args = ["build", "--tag", BALANCER_TAG, "--file", str(HAPROXY_DIR / "Containerfile")]
-    if engine.command == "podman":
-        args += ["--format", "docker"]  # keep STOPSIGNAL as Docker would
-    if os.environ.get("BASE_IMAGE"):
-        args += ["--build-arg", f"BASE_IMAGE={os.environ['BASE_IMAGE']}"]
-    engine(*args, str(HAPROXY_DIR), timeout=900)  # the build itself runs `haproxy -c`
+    build_balancer(engine, BALANCER_TAG)  # the build itself runs `haproxy -c`
     assert engine("image", "inspect", "--format", "{{.Config.User}} {{.Config.StopSignal}}",
                   BALANCER_TAG) == "10002:10002 SIGUSR1"
     # Under Compose's restrictions, this HAProxy (trixie's) runs and accepts the
     # config (`-c` exits non-zero otherwise, and engine() raises).
     engine("run", "--rm", "--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges",
            BALANCER_TAG, "-c", timeout=120)
+
+
+# --- deploy/swarm/stack.yaml
+
+
+def swarm_app() -> dict:
+    return swarm_stack()["services"]["app"]
+
+
+def test_swarm_stack_matches_the_compose_specification() -> None:
+    jsonschema.validate(swarm_stack(), compose_schema())
+    # `docker stack deploy` with Debian's Docker 20.10 CLI reads only a file with a version.
+    assert swarm_stack()["version"] == "3.8"
+
+
+def test_swarm_replicas_run_hardened_as_far_as_swarm_takes_it() -> None:
+    app = swarm_app()
+    assert app["image"] == "${FLASK_STACK_IMAGE:-flask-stack}"
+    assert app["read_only"] is True and app["cap_drop"] == ["ALL"]
+    (tmp,) = [mount for mount in app["volumes"] if mount["target"] == "/tmp"]
+    assert tmp["type"] == "tmpfs"
+    # An arbitrary UID in group 0, not the image's own nor root.
+    uid, gid = app["user"].split(":")
+    assert int(uid) not in (0, APP_UID) and gid == "0"
+    # Swarm drops security_opt (the node's daemon gives the seccomp profile and
+    # no-new-privileges): a line it ignores would only mislead.
+    assert "security_opt" not in app
+    # The image's own HEALTHCHECK command (no test here, so a new image brings its
+    # own), with room for the check's own request timeout.
+    health = app["healthcheck"]
+    assert "test" not in health and seconds(health["timeout"]) > HEALTHCHECK_SECONDS
+    resources = app["deploy"]["resources"]
+    for kind in ("limits", "reservations"):
+        assert {"cpus", "memory"} <= set(resources[kind]), kind
+    assert app["deploy"]["restart_policy"]["condition"] == "any"
+
+
+def test_swarm_updates_are_health_gated_and_roll_back_by_themselves() -> None:
+    deploy, health = swarm_app()["deploy"], swarm_app()["healthcheck"]
+    update, rollback = deploy["update_config"], deploy["rollback_config"]
+    for config in (update, rollback):
+        # A new replica is healthy before an old one stops: capacity never drops.
+        assert config["order"] == "start-first" and config["parallelism"] >= 1
+        # A replica that fails after its start period, or turns unhealthy
+        # (retries failed checks) right after it, still counts as a failed update.
+        assert seconds(config["monitor"]) > seconds(health["start_period"])
+        assert seconds(config["monitor"]) >= seconds(health["interval"]) * health["retries"]
+    assert update["failure_action"] == "rollback" and update.get("max_failure_ratio", 0) == 0
+    assert rollback["failure_action"] == "pause"  # Swarm never rolls back a rollback
+
+
+def test_swarm_stop_grace_period_covers_the_stop() -> None:
+    settings = app_settings(swarm_app()["environment"])
+    assert settings.drain_seconds > 0, "without a drain the front cannot take a replica out"
+    assert seconds(swarm_app()["stop_grace_period"]) > settings.stop_ceiling
+
+
+def test_swarm_front_finds_the_replicas_by_dns() -> None:
+    services, networks = swarm_stack()["services"], swarm_stack()["networks"]
+    app, front = services[haproxy()["service"]], services["balancer"]
+    # DNS answers the service's name with every replica: a virtual IP would hide
+    # them behind IPVS, which the health checks could not see past.
+    assert app["deploy"]["endpoint_mode"] == front["deploy"]["endpoint_mode"] == "dnsrr"
+    # The same balancer image as compose.yaml's, published on the node itself.
+    image = compose()["services"]["balancer"]["image"]
+    assert front["image"] == f"${{FLASK_STACK_BALANCER_IMAGE:-{image}}}"
+    (port,) = front["ports"]
+    assert port["mode"] == "host" and port["target"] == load({}).port
+    assert front["deploy"]["update_config"]["order"] == "stop-first"  # one host port
+    assert front["read_only"] is True and front["cap_drop"] == ["ALL"]
+    assert app["networks"] == front["networks"] == list(networks)
+    (network,) = networks.values()
+    assert network["driver"] == "overlay"
+    (ipam,) = network["ipam"]["config"]
+    # The front's connections come from the overlay network, and only from there.
+    assert app_settings(app["environment"]).trusted_proxies == (
+        str(ipaddress.ip_network(ipam["subnet"])),)
+
+
+def test_swarm_secret_is_a_file_for_the_replicas_uid_alone() -> None:
+    (mount,) = swarm_app()["secrets"]
+    assert swarm_stack()["secrets"][mount["source"]] == {"external": True}
+    uid, gid = swarm_app()["user"].split(":")
+    assert (mount["uid"], mount["gid"], mount["mode"]) == (uid, gid, 0o400)
 
 
 # --- Kubernetes
@@ -247,9 +334,8 @@ def test_deployment_probes_stop_and_hardening() -> None:
     # No shell in the image: the kubelet's own sleep, not `exec: sleep`.
     pre_stop = container["lifecycle"]["preStop"]
     assert list(pre_stop) == ["sleep"] and pre_stop["sleep"]["seconds"] > 0
+    # The grace period against the stop: test_kubernetes_rolling_update_fits_the_stop.
     assert settings.drain_seconds > 0
-    assert pod["terminationGracePeriodSeconds"] > (pre_stop["sleep"]["seconds"]
-                                                   + settings.stop_ceiling)
     security = container["securityContext"]
     assert pod["securityContext"]["runAsNonRoot"] and security["runAsNonRoot"]
     assert pod["securityContext"]["runAsUser"] == security["runAsUser"] == APP_UID
@@ -273,7 +359,6 @@ def test_service_budget_and_autoscaler_fit_the_deployment() -> None:
     deployment = manifest("Deployment")
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     service = manifest("Service")
     assert service["spec"]["selector"].items() <= labels.items()
     assert [port["targetPort"] for port in service["spec"]["ports"]] == ["http"]
@@ -302,6 +387,41 @@ def test_metrics_are_scraped_from_the_monitoring_namespace_only() -> None:
         "kubernetes.io/metadata.name": "monitoring"}}}]
     # The Service gives the app's port alone: scrapers reach each pod's own.
     assert [port["targetPort"] for port in manifest("Service")["spec"]["ports"]] == ["http"]
+
+
+def rolling_update_problems(deployment: dict, settings: Settings) -> list[str]:
+    """Why a rollout of this Deployment could lose a request, given the settings
+    its pods run with; none if it cannot."""
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    rollout = deployment["spec"]["strategy"]["rollingUpdate"]
+    readiness = container["readinessProbe"]
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    problems = []
+    if rollout["maxUnavailable"] != 0 or rollout["maxSurge"] < 1:
+        problems.append("a pod may go before its replacement is ready")
+    if pod["terminationGracePeriodSeconds"] <= pre_stop + settings.stop_ceiling:
+        problems.append("the kubelet may SIGKILL a pod still stopping")
+    # From SIGTERM, /healthz answers 503; readiness must fail (and balancers that
+    # follow it stop sending) while the drain still serves requests.
+    readiness_fails = (readiness["periodSeconds"] * readiness["failureThreshold"]
+                       + readiness["timeoutSeconds"])
+    if readiness_fails >= settings.drain_seconds:
+        problems.append("readiness fails only after the drain has ended")
+    return problems
+
+
+def test_kubernetes_rolling_update_fits_the_stop() -> None:
+    deployment = manifest("Deployment")
+    env = {item["name"]: str(item["value"]) for item in deployment_container()["env"]}
+    assert rolling_update_problems(deployment, load(env)) == []
+    # The controls: each rule catches a change, to the manifest or to the stop, that breaks it.
+    broken = copy.deepcopy(deployment)
+    broken["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] = 1
+    assert rolling_update_problems(broken, load(env)) != []
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert rolling_update_problems(deployment, load(env | {"GRACEFUL_TIMEOUT": str(grace)})) != []
+    assert rolling_update_problems(deployment, load(env | {"DRAIN_SECONDS": "1"})) != []
 
 
 # --- deploy/prometheus

@@ -3,7 +3,7 @@ pages state about the stack is the one the code gives. Fast: no containers.
 
 Each claim is a pattern whose groups are numbers a page states, and the values
 the code gives for them: wherever a pattern matches (README.md, docs/, the
-comments of compose.yaml and deploy/kubernetes/) it must state those values,
+comments of compose.yaml, deploy/swarm/ and deploy/kubernetes/) it must state those values,
 and each page a claim names must state it. The code's values come from the
 real start-up: the entrypoint runs with Supervisord left out, and the Nginx
 config it renders, the Gunicorn config and supervisord.conf are read back. A
@@ -30,10 +30,13 @@ import stack.settings
 from harness.checks import MAX_COMPRESSED, MAX_UNCOMPRESSED, STOP_BUDGET_SECONDS
 from harness.deployfiles import (
     KUBERNETES_MINIMUM,
+    SWARM_STACK,
     compose,
     deployment_container,
     haproxy,
     manifest,
+    seconds,
+    swarm_stack,
 )
 from harness.paths import ROOT
 from stack import entrypoint, gunicorn_args, logs, watchdog
@@ -44,7 +47,8 @@ pytestmark = pytest.mark.app
 
 GENERATED = {ROOT / "docs" / "xray.md"}  # made by tools.xray: its figures are the image's
 PAGES = [ROOT / "README.md", *sorted(set((ROOT / "docs").glob("*.md")) - GENERATED)]
-COMMENTED = [ROOT / "compose.yaml", *sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))]
+COMMENTED = [ROOT / "compose.yaml", SWARM_STACK,
+             *sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))]
 
 FENCE = re.compile(r"^```.*?^```", re.M | re.S)
 CODE_SPAN = re.compile(r"`[^`\n]*`")
@@ -228,6 +232,13 @@ def claims(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Claim]:
     compose_cpus = math.ceil(float(app["deploy"]["resources"]["limits"]["cpus"]))
     compose_workers = start(monkeypatch, tmp_path, {}, cpus=compose_cpus).gunicorn["workers"]
     inter, fall = int(balancer["inter"]), balancer["fall"]
+    check, connect = int(balancer["timeouts"]["check"]), int(balancer["timeouts"]["connect"])
+    swarm_app = swarm_stack()["services"]["app"]
+    in_swarm = start(monkeypatch, tmp_path, swarm_app["environment"])
+    swarm_cpus = math.ceil(float(swarm_app["deploy"]["resources"]["limits"]["cpus"]))
+    swarm_workers = start(monkeypatch, tmp_path, {}, cpus=swarm_cpus).gunicorn["workers"]
+    swarm_replicas = swarm_app["deploy"]["replicas"]
+    (secret,) = swarm_app["secrets"]
     (network,) = compose()["networks"].values()
     (ipam,) = network["ipam"]["config"]
     times = r"\N{MULTIPLICATION SIGN}"
@@ -319,6 +330,22 @@ def claims(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Claim]:
               ("README.md",)),
         Claim(r"plain text over\s+(\d+) KiB", (default.settings.gzip_min_length // 1024,),
               ("docs/your-app.md",)),
+        # docs/deployment.md: Docker Swarm
+        Claim(r"`monitor: (\d+)s`, longer than the health check's start period of (\d+) s",
+              (int(seconds(swarm_app["deploy"]["update_config"]["monitor"])),
+               int(seconds(swarm_app["healthcheck"]["start_period"]))), ("docs/deployment.md",)),
+        Claim(r"`stop_grace_period: (\d+)s` is longer than the stop's ceiling of (\d+) s",
+              (int(seconds(swarm_app["stop_grace_period"])), in_swarm.stop_ceiling),
+              ("docs/deployment.md",)),
+        Claim(r'`user: "(\d+:\d+)"`', (swarm_app["user"],), ("docs/deployment.md",)),
+        Claim(r"/run/secrets/([\w.-]*\w)", (secret["target"],),
+              ("docs/deployment.md", "deploy/swarm/stack.yaml")),
+        Claim(r"with mode `(0\d+)`", (f"0{secret['mode']:o}",), ("docs/deployment.md",)),
+        Claim(r"`docker service scale` (\d+) → (\d+) → (\d+)",
+              (swarm_replicas, 2 * swarm_replicas, swarm_replicas), ("docs/deployment.md",)),
+        Claim(r"`timeout\s+connect`, (\d+) s", (connect,), ("docs/deployment.md",)),
+        Claim(rf"= (\d+) {times} \((\d+) s \+ (\d+) s\) = (\d+) s",
+              (fall, inter, check, fall * (inter + check)), ("docs/deployment.md",)),
         # docs/performance.md, docs/hardening.md
         Claim(r"`THREADS` (\d+)", (default.gunicorn["threads"],), ("docs/performance.md",)),
         Claim(r"`MAX_REQUESTS` ([\d,]+), with up to (\d+) % jitter",
@@ -348,6 +375,11 @@ def claims(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Claim]:
         Claim(r"(\d+) x (\d+) s is longer than a whole stop",
               (liveness["failureThreshold"], liveness["periodSeconds"]),
               ("deploy/kubernetes/deployment.yaml",)),
+        Claim(r"The stop's ceiling with these settings: DRAIN \+ GRACEFUL \+ (\d+) = (\d+) s",
+              (*formula, in_swarm.stop_ceiling), ("deploy/swarm/stack.yaml",)),
+        Claim(r"Swarm's default of (\d+) s", (STOP_BUDGET_SECONDS,), ("deploy/swarm/stack.yaml",)),
+        Claim(r"at least \d+ \((\d+) with this limit\)", (swarm_workers,),
+              ("deploy/swarm/stack.yaml",)),
         Claim(r"Of the CPU request \((\w+)\)", (container["resources"]["requests"]["cpu"],),
               ("deploy/kubernetes/hpa.yaml",)),
         Claim(r"Never fewer than (\d+) replicas", (autoscaler["minReplicas"],),

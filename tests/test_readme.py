@@ -1,11 +1,13 @@
 """The README's commands, exactly as written, on Docker, in a fresh clone.
 
-The quick start's build-and-run line and docs/hardening.md's hardened run are
-read from their code blocks and typed into a shell as a user would. Only what
-the README itself says to add is added: the CA bundle's `--secret` where this
-machine needs one (PIP_CERT), and DOCKER_BUILDKIT=1 on a Docker Engine before
-23. The commands publish port 1300 on every interface; the test talks to it on
-loopback only, and stops the container by its ID.
+The quick start's build-and-run line, docs/hardening.md's hardened run and the
+README's `docker compose` line are read from the pages and typed into a shell
+as a user would. Only what the README itself says to add is added: the CA
+bundle's `--secret` where this machine needs one (PIP_CERT; Compose then builds
+from what that build left in the cache, as compose.yaml says), and
+DOCKER_BUILDKIT=1 on a Docker Engine before 23. The commands publish port 1300
+on every interface; the test talks to it on loopback only, and stops the
+container by its ID (Compose's with `docker compose down`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ import pytest
 import requests
 
 from harness.checks import STOP_BUDGET_SECONDS, assert_contract
+from harness.compose import ComposeProject, compose_command
 from harness.containers import Container
+from harness.deployfiles import compose
 from harness.engine import Engine
 from harness.paths import ROOT
 from harness.server import wait_until_up
@@ -45,6 +49,7 @@ BUILD_SECONDS = 600
 # What the README says for a CA bundle, and for an old Docker.
 SECRET = re.compile(r"`(docker build )(--secret id=ca_bundle,src=)(\S+) (-t \S+ \.)`")
 OLD_DOCKER = "Docker Engine before 23 needs `DOCKER_BUILDKIT=1`"
+COMPOSE_V2 = "2."  # `docker compose version --short`: the Compose users run
 
 
 def code_blocks(text: str) -> list[str]:
@@ -54,6 +59,13 @@ def code_blocks(text: str) -> list[str]:
 def prose(clone: Path) -> str:
     """The clone's README with its lines joined, as a sentence reads."""
     return " ".join((clone / "README.md").read_text().split())
+
+
+def compose_up(clone: Path) -> str:
+    """The command in the README's row for one host, in its table of ways to run."""
+    (row,) = [line for line in (clone / "README.md").read_text().splitlines()
+              if line.startswith("| One host |")]
+    return re.findall(r"`([^`]+)`", row)[0]
 
 
 def quick_start(clone: Path) -> str:
@@ -178,3 +190,30 @@ def test_hardened_run_as_written(clone: Path, shell_env: dict[str, str], engine:
         assert container.inspect("{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} "
                                  "{{.HostConfig.CapDrop}}") == "123456:0 true [ALL]"
         assert "seccomp=" in container.inspect("{{.HostConfig.SecurityOpt}}")
+
+
+def test_compose_up_as_written(clone: Path, shell_env: dict[str, str], engine: Engine,
+                               readme_image: str) -> None:
+    """`docker compose up -d --build` in the clone, on Compose v2: both replicas and
+    the balancer healthy, the contract on port 1300; then `docker compose down`."""
+    command = compose_up(clone)
+    assert command == "docker compose up -d --build"
+    assert compose_command(engine) == ("docker", "compose")
+    version = engine("compose", "version", "--short")
+    assert version.startswith(COMPOSE_V2), version
+    # compose.yaml's default image is the README's tag, which the build above made.
+    assert compose()["services"]["app"]["image"].endswith(f":-{readme_image}}}")
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", PORT)) != 0, f"port {PORT} is already taken"
+    project = ComposeProject(engine, ("docker", "compose"), clone.name)  # named after its dir
+    try:
+        typed = subprocess.run(["sh", "-c", command], cwd=clone, env=shell_env,
+                               capture_output=True, text=True, timeout=BUILD_SECONDS)
+        assert typed.returncode == 0, typed.stdout[-3000:] + typed.stderr[-3000:]
+        project.wait_healthy("app", compose()["services"]["app"]["deploy"]["replicas"])
+        (balancer,) = project.wait_healthy("balancer", 1, port=PORT)
+        assert_contract(requests.get(f"{balancer.base_url}/", timeout=10))
+    finally:
+        subprocess.run(["docker", "compose", "down", "--volumes"], cwd=clone, env=shell_env,
+                       capture_output=True, timeout=300)
+    assert project.containers() == []
