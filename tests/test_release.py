@@ -81,7 +81,8 @@ def make_key(home: Path, name: str) -> Keyring:
     keyring.gpg("--passphrase", "", "--quick-gen-key", f"{name} <{name}@example.invalid>",
                 "default", "default", "never")
     listing = keyring.gpg("--with-colons", "--list-secret-keys").stdout
-    (keyring.fingerprint,) = re.findall(r"^fpr:+([0-9A-F]{40}):", listing, re.M)
+    # The primary key's fingerprint comes first, before its subkey's.
+    keyring.fingerprint = re.findall(r"^fpr:+([0-9A-F]{40}):", listing, re.M)[0]
     keyring.public_key.write_text(keyring.gpg("--armor", "--export",
                                               keyring.fingerprint).stdout)
     return keyring
@@ -342,15 +343,21 @@ def test_an_unsigned_tag_is_refused(registry: Registry, policy: Path,
 def test_a_signature_of_another_image_is_refused(registry: Registry, policy: Path,
                                                  signatures: Path,
                                                  pushed: list[Pushed]) -> None:
-    """The runtime's index, beside the signature of the default image's index."""
+    """The runtime's index and images, each beside the signatures of the default
+    image's (Podman checks the image it pulls, not only the index)."""
     forged = "flask-stack-forged"
     copy_unsigned(registry, "runtime", forged)
-    theirs = signatures / f"{REPOSITORY}@{digest_of(pushed, 'default').replace(':', '=')}"
-    ours = signatures / f"{forged}@{digest_of(pushed, 'runtime').replace(':', '=')}"
-    ours.mkdir()
-    for signature in theirs.glob("signature-*"):
-        shutil.copyfile(signature, ours / signature.name)
-    assert list(ours.iterdir())
+    default, runtime = (next(p for p in pushed if p.target.name == name and p.variant == DEFAULT)
+                        for name in ("default", "runtime"))
+    pairs = [(default.index.digest, runtime.index.digest)]
+    pairs += [(default.images[platform], runtime.images[platform]) for platform in PLATFORMS]
+    for theirs, ours in pairs:
+        copied = signatures / f"{forged}@{ours.replace(':', '=')}"
+        copied.mkdir()
+        for signature in (signatures / f"{REPOSITORY}@{theirs.replace(':', '=')}").glob(
+                "signature-*"):
+            shutil.copyfile(signature, copied / signature.name)
+        assert list(copied.iterdir())
     refused = pull(policy, f"{registry.address}/{forged}:latest")
     assert refused.returncode != 0
     assert "Source image rejected" in refused.stderr, refused.stderr
