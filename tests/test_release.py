@@ -328,8 +328,10 @@ def test_a_signed_tag_pulls_under_the_policy(registry: Registry, policy: Path,
                              f"docker://{registry.address}/{REPOSITORY}:{tag}",
                              f"dir:{policy.parent / 'index-only' / tag}")
             assert checked.returncode == 0, checked.stderr
-    runtime = pull(policy, f"{registry.address}/{REPOSITORY}:runtime")
+    reference = f"{registry.address}/{REPOSITORY}:runtime"
+    runtime = pull(policy, reference)
     assert runtime.returncode == 0, runtime.stderr
+    Engine("podman")("untag", runtime.stdout.strip().splitlines()[-1], reference)
 
 
 def test_an_unsigned_tag_is_refused(registry: Registry, policy: Path,
