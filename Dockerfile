@@ -47,8 +47,14 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
 COPY stack/build/rootfs.py /opt/stack/build/rootfs.py
 RUN python3 /opt/stack/build/rootfs.py /rootfs --scan /opt/venv \
  && install -d -m 775 /app-data/instance
+# The runtime's SBOMs, SPDX and CycloneDX, from the package metadata it holds
+# (docs/hardening.md); an image with an app gets its own from flask-stack-add.
+COPY stack/build/pkgmeta.py stack/build/sbom.py /opt/stack/build/
+RUN python3 /opt/stack/build/sbom.py /rootfs --name "flask-stack runtime" \
+      --layer /rootfs=/ --layer /opt/venv=/opt/venv
 COPY --chmod=755 stack/build/add.py /opt/stack/build/add.py
-RUN ln -s /opt/stack/build/add.py /usr/local/bin/flask-stack-add
+RUN ln -s /opt/stack/build/add.py /usr/local/bin/flask-stack-add \
+ && python3 /opt/stack/build/sbom.py / --name "flask-stack builder" --layer /=/
 ARG VERSION
 ARG REVISION
 ARG SOURCE

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.deployfiles import HAPROXY_DIR
@@ -81,3 +83,27 @@ def build_balancer(engine: Engine, tag: str) -> str:
     """The load balancer's image (deploy/haproxy), as compose.yaml builds it; the
     build itself runs `haproxy -c` on the config."""
     return build_image(engine, tag, context=HAPROXY_DIR, dockerfile=HAPROXY_DIR / "Containerfile")
+
+@contextmanager
+def created(engine: Engine, image: str) -> Iterator[str]:
+    """A container of the image, created and never started (an image without a
+    shell is read this way), removed afterwards; its id."""
+    cid = engine("create", image)
+    try:
+        yield cid
+    finally:
+        engine("rm", cid)
+
+
+def export(engine: Engine, image: str, archive: Path) -> Path:
+    """The image's whole file system, as one tar."""
+    with created(engine, image) as cid:
+        engine("export", "--output", str(archive), cid)
+    return archive
+
+
+def copy_out(engine: Engine, image: str, path: str, destination: Path) -> Path:
+    """A file or directory of the image, copied to destination."""
+    with created(engine, image) as cid:
+        engine("cp", f"{cid}:{path}", str(destination))
+    return destination

@@ -6,7 +6,11 @@ test keeps the two equal), so `docker build .` builds it.
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass
+
+# Debian's architecture names, as .ci/base-image and the platforms (linux/arm64) spell them.
+ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,13 @@ class Variant:
     def base_image(self) -> str:
         """The base as a registry names it; .ci/base-image makes it locally."""
         return f"debian:{self.suite}-slim"
+
+    def local_base(self, architecture: str) -> str:
+        """The base .ci/base-image makes for an architecture (no registry is reachable):
+        the host's under the registry's name, another's as localhost/...-ARCH."""
+        if architecture == ARCHITECTURES.get(platform.machine(), platform.machine()):
+            return self.base_image
+        return f"localhost/debian:{self.suite}-slim-{architecture}"
 
     @property
     def build_args(self) -> dict[str, str]:

@@ -32,11 +32,11 @@ from harness.local import LocalStack, StackUnavailable, install_stack, stack_pyt
 from harness.server import Server, wait_until_up
 
 # The shared assertions report their values like a test's own.
-pytest.register_assert_rewrite("harness.checks")
+pytest.register_assert_rewrite("harness.checks", "harness.sboms")
 
 # Every test runs on one of these; pyproject.toml registers them as markers.
 LAYERS = ("app", "stack", "image", "hardened", "arm64", "deploy", "compose", "swarm",
-          "bench", "reliability")
+          "bench", "reliability", "release")
 # Where the `server` and `launch` fixtures run a test: each its own layer.
 RUNNING = ("stack", "image", "hardened")
 

@@ -21,12 +21,13 @@ from harness.containers import Container
 from harness.engine import Engine
 from harness.images import IMAGE_TAG, build_image
 from harness.procfs import processes
+from harness.variants import DEFAULT
 
 # The emulated build takes minutes, far past the suite's per-test limit.
 pytestmark = [pytest.mark.arm64, pytest.mark.timeout(3000)]
 
 # Made by `.ci/base-image arm64` from Debian's arm64 packages.
-ARM64_BASE = "localhost/debian:trixie-slim-arm64"
+ARM64_BASE = DEFAULT.local_base("arm64")
 ARM64_TAG = f"{IMAGE_TAG}-arm64"
 MANIFEST = f"{IMAGE_TAG}-multiarch"
 

@@ -17,7 +17,7 @@ import pytest
 
 from harness.checks import assert_within_size_budget, log_text
 from harness.engine import Engine
-from harness.images import EXTERNAL_LOCKS, LOCKS, build_image, locked
+from harness.images import EXTERNAL_LOCKS, LOCKS, build_image, export, locked
 from stack.build.packages import APP_ZIP, STACK_ZIP
 from stack.build.rootfs import EXCLUDED_EXTENSIONS, EXCLUDED_STDLIB, UNUSABLE_STDLIB
 
@@ -85,12 +85,7 @@ def files(request: pytest.FixtureRequest, engine: Engine,
     """The default image's files, and those of a project built on the builder and
     runtime images (examples/external): both as minimal, both as well described."""
     image = request.getfixturevalue("image" if request.param == "default" else "external_image")
-    archive = tmp_path_factory.mktemp("export") / "rootfs.tar"
-    cid = engine("create", image)
-    try:
-        engine("export", "--output", str(archive), cid)
-    finally:
-        engine("rm", cid)
+    archive = export(engine, image, tmp_path_factory.mktemp("export") / "rootfs.tar")
     with tarfile.open(archive) as tar:
         yield Files(tar, LOCKS if request.param == "default" else EXTERNAL_LOCKS)
 

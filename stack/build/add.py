@@ -12,7 +12,8 @@ pip's message), as the image keeps its own (packages.py), then writes to OUT
   for the stack), and every file of the extra Debian PACKAGES (libraries a
   wheel does not bundle, such as libpq5 for psycopg without its binary wheel);
 - a dpkg status.d entry, md5sums and copyright file for each Debian package
-  those files come from.
+  those files come from;
+- the image's SBOMs (sbom.py), which list the app's packages beside the stack's.
 `COPY --from=BUILD /added/ /` onto the runtime image then adds them.
 """
 
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import packages
 import rootfs
+import sbom
 
 VENV = Path("/opt/venv")
 STACK_LOCK = Path("/opt/stack/requirements.txt")
@@ -94,6 +96,8 @@ def main() -> None:
             rootfs.copy(path, out, added)
     added -= runtime
     rootfs.write_metadata(out, runtime | added, only_with=added)
+    # The runtime's files, then the venv as the install left it, then what is added.
+    sbom.write(out, "flask-stack app", [(RUNTIME_ROOT, "/"), (VENV, str(VENV)), (out, "/")])
     print(f"flask-stack-add: {len(changed)} files in the venv, {len(added)} from Debian, "
           f"into {out}")
 

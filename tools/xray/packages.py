@@ -1,27 +1,13 @@
-"""Debian packages from dpkg's records, Python distributions from their METADATA."""
+"""Debian packages from dpkg's records, Python distributions from their METADATA,
+both read as the SBOM reads them (stack/build/pkgmeta.py)."""
 
 from __future__ import annotations
 
-import email.parser
 import posixpath
-import re
-from collections.abc import Iterator
 
+from stack.build.pkgmeta import installed, metadata, stanzas
 from tools.xray.facts import Distribution, Package
 from tools.xray.filesystem import DPKG_STATUS, DPKG_STATUS_D, Filesystem
-
-
-def stanzas(text: str) -> Iterator[dict[str, str]]:
-    for block in re.split(r"\n\s*\n", text):
-        fields: dict[str, str] = {}
-        for line in block.splitlines():
-            if line[:1] in (" ", "\t"):
-                continue  # continuation of a multi-line field
-            key, sep, value = line.partition(":")
-            if sep:
-                fields[key.strip()] = value.strip()
-        if "Package" in fields:
-            yield fields
 
 
 def dpkg_sources(fs: Filesystem) -> list[str]:
@@ -39,9 +25,10 @@ def debian_packages(fs: Filesystem) -> tuple[list[Package], list[str]]:
     for source in sources:
         label = "status" if source == DPKG_STATUS else source.removeprefix("/var/lib/dpkg/")
         for fields in stanzas(fs.text(source) or ""):
-            status = fields.get("Status", "install ok installed")
-            if status.split()[-1:] != ["installed"]:
-                others.append(f"{fields['Package']} ({status})")
+            if "Package" not in fields:
+                continue
+            if not installed(fields):
+                others.append(f"{fields['Package']} ({fields['Status']})")
                 continue
             key = (fields["Package"], fields.get("Architecture", ""))
             if key in packages:
@@ -53,10 +40,9 @@ def debian_packages(fs: Filesystem) -> tuple[list[Package], list[str]]:
 
 def python_distributions(fs: Filesystem) -> list[Distribution]:
     found = []
-    parser = email.parser.HeaderParser()
     for path in fs.contents:
         if path.endswith(".dist-info/METADATA"):
-            headers = parser.parsestr(fs.text(path) or "")
+            headers = metadata(fs.text(path) or "")
             found.append(Distribution(headers.get("Name", "?"), headers.get("Version", "?"),
                                       posixpath.dirname(posixpath.dirname(path))))
     return sorted(found, key=lambda d: (d.name.lower(), d.location))
