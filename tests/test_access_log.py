@@ -9,6 +9,7 @@ import signal
 import time
 import uuid
 
+import pytest
 import requests
 
 from harness.checks import STOP_BUDGET_SECONDS, access_log
@@ -16,6 +17,9 @@ from harness.load import SteadyClient
 from harness.procfs import nginx_workers
 from harness.server import Server
 from stack.logs import LATE_SECONDS
+
+# What it shows goes through the engine (its options, its logs): both engines.
+pytestmark = pytest.mark.engine
 
 CLIENTS = 8
 

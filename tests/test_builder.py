@@ -17,7 +17,7 @@ from harness.images import EXTERNAL, HARDENED, RUNTIME_TAG, build_image
 from harness.paths import ROOT
 from tools.xray.gather import gather
 
-pytestmark = pytest.mark.image
+pytestmark = [pytest.mark.image, pytest.mark.engine]
 
 XML = b"<catalog><book><title>Flask</title></book><book><title>Nginx</title></book></catalog>"
 

@@ -17,7 +17,7 @@ from harness.checks import records
 from harness.containers import Container
 from harness.images import HARDENED
 
-pytestmark = pytest.mark.image
+pytestmark = [pytest.mark.image, pytest.mark.engine]
 
 RELOAD_SECONDS = 2  # the issue's bound: an edit served within this long
 APP = textwrap.dedent("""\

@@ -25,7 +25,7 @@ from harness.engine import Engine
 from harness.examples import EXAMPLES
 from harness.images import HARDENED
 
-pytestmark = [pytest.mark.image, pytest.mark.hardened]
+pytestmark = [pytest.mark.image, pytest.mark.hardened, pytest.mark.engine]
 
 PACKAGE = EXAMPLES / "package"
 SHOP = {"APP_MODULE": "shop:create_app()"}

@@ -13,6 +13,9 @@ import requests
 from harness.paths import EXAMPLE_APP
 from stack.settings import defaults
 
+# What it shows goes through the engine (its options, its logs): both engines.
+pytestmark = pytest.mark.engine
+
 APP = EXAMPLE_APP.read_text()
 # A static folder as a bundler leaves it: a hashed name, a plain one with its
 # precompressed twin (whose content differs, to tell which was sent).

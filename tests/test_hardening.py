@@ -8,7 +8,7 @@ import requests
 from harness.containers import Container
 from harness.images import HARDENED
 
-pytestmark = pytest.mark.hardened
+pytestmark = [pytest.mark.hardened, pytest.mark.engine]
 
 # --read-only goes with its tmpfs for /tmp; the others stand alone.
 RESTRICTIONS = [HARDENED[:2], *[(option,) for option in HARDENED[2:]]]

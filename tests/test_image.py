@@ -23,7 +23,7 @@ from stack.procfs import stat
 from stack.rundir import RunDir
 from stack.settings import defaults
 
-pytestmark = pytest.mark.image
+pytestmark = [pytest.mark.image, pytest.mark.engine]
 
 LISTEN = "0A"  # TCP state in /proc/net/tcp
 INSTANCE = "/srv/app/instance"  # Flask's instance folder, where an app keeps its data

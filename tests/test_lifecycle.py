@@ -21,6 +21,7 @@ from stack.settings import defaults, load
 APP = EXAMPLE_APP.read_text()
 
 
+@pytest.mark.engine  # through the engine: its signals, ports or logs
 @pytest.mark.parametrize(("name", "value", "accepted"), [
     ("WEB_CONCURRENCY", "abc", "a whole number from 1 to 256"),
     ("TIMEOUT", "-1", "a whole number of seconds"),
@@ -51,6 +52,7 @@ SLOW_PRESTART = "import time\nprint('prestart: sleeping', flush=True)\ntime.slee
 PROMPT_EXIT_SECONDS = 2  # the most a stop during the start may take
 
 
+@pytest.mark.engine  # through the engine: its signals, ports or logs
 def test_a_stop_during_prestart_ends_the_start_at_once(launch) -> None:
     server = launch(wait=False, app={"app.py": APP, "prestart.py": SLOW_PRESTART})
     deadline = time.monotonic() + 30
@@ -73,6 +75,7 @@ def test_app_that_cannot_import_fails_fast(launch) -> None:
     assert re.search(r"gunicorn (could not start|crashed \d+ times in 60 s); stopping", logs)
 
 
+@pytest.mark.engine  # through the engine: its signals, ports or logs
 def test_first_answers_are_never_502(launch) -> None:
     server = launch(wait=False)
     seen: list[int] = []
@@ -85,6 +88,7 @@ def test_first_answers_are_never_502(launch) -> None:
     assert seen == [200] * 20
 
 
+@pytest.mark.engine  # through the engine: its signals, ports or logs
 def test_graceful_stop_finishes_in_flight_requests(launch) -> None:
     server = launch(APP_MODULE="slow:app")
     with ThreadPoolExecutor(4) as pool:
@@ -98,6 +102,7 @@ def test_graceful_stop_finishes_in_flight_requests(launch) -> None:
     assert time.monotonic() - started < STOP_BUDGET_SECONDS
 
 
+@pytest.mark.engine  # through the engine: its signals, ports or logs
 def test_a_request_as_long_as_the_grace_finishes_within_dockers_stop(launch) -> None:
     """With the defaults, a request in flight at the stop that needs just under
     GRACEFUL_TIMEOUT is answered whole, and the stop ends with 0 before Docker's
@@ -119,6 +124,7 @@ def test_a_request_as_long_as_the_grace_finishes_within_dockers_stop(launch) -> 
     assert elapsed < min(STOP_BUDGET_SECONDS, settings.stop_ceiling), elapsed
 
 
+@pytest.mark.engine  # through the engine: its signals, ports or logs
 def test_drain_turns_health_503_while_serving(launch) -> None:
     drain = 3
     server = launch(DRAIN_SECONDS=str(drain))

@@ -42,6 +42,7 @@ def stopped_logs(server: Server) -> str:
     return server.logs()
 
 
+@pytest.mark.engine  # through the engine: its signals, ports or logs
 def test_every_line_is_one_record_from_every_source(launch) -> None:
     server = launch(APP_MODULE="slow:app")
     exercise(server)

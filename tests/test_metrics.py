@@ -99,6 +99,7 @@ def test_the_apps_own_metrics_route_still_answers_on_its_port(launch) -> None:
                                                     timeout=10).text
 
 
+@pytest.mark.engine  # through the engine: its signals, ports or logs
 def test_metrics_off_closes_the_port(launch) -> None:
     server = launch(METRICS="off")
     with pytest.raises(requests.ConnectionError):
@@ -139,6 +140,7 @@ def test_a_scrape_is_answered_while_every_thread_is_busy(launch) -> None:
         assert [f.result().status_code for f in held] == [200] * 3
 
 
+@pytest.mark.engine  # through the engine: its signals, ports or logs
 def test_a_scrape_is_answered_while_the_container_drains(launch) -> None:
     server = launch(DRAIN_SECONDS="3")
     server.terminate()  # type: ignore[attr-defined]

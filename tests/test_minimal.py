@@ -21,7 +21,7 @@ from harness.images import EXTERNAL_LOCKS, LOCKS, build_image, export, locked
 from stack.build.packages import APP_ZIP, STACK_ZIP
 from stack.build.rootfs import EXCLUDED_EXTENSIONS, EXCLUDED_STDLIB, UNUSABLE_STDLIB
 
-pytestmark = pytest.mark.image
+pytestmark = [pytest.mark.image, pytest.mark.engine]
 
 FORBIDDEN = re.compile(r"(^|/)(sh|bash|dash|busybox|apt|apt-get|dpkg|gcc|cc|g\+\+|pip3?|perl)$")
 

@@ -18,7 +18,7 @@ import pytest
 from harness.containers import Container
 from harness.images import SECCOMP_PROFILE
 
-pytestmark = pytest.mark.hardened
+pytestmark = [pytest.mark.hardened, pytest.mark.engine]
 
 RunContainer = Callable[..., Container]
 

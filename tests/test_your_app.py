@@ -16,6 +16,9 @@ import requests
 from harness.checks import access_log, log_text
 from harness.paths import EXAMPLE_APP, ROOT
 
+# What it shows goes through the engine (its options, its logs): both engines.
+pytestmark = pytest.mark.engine
+
 APP = EXAMPLE_APP.read_text()  # the example app, in a directory of its own
 NGINX_CACHE = "public, max-age=3600"  # a static file's, from Nginx (its name has no hash)
 # A prestart step that proves where and how it ran, and fails when asked to.
