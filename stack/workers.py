@@ -62,6 +62,7 @@ def begin(environ: dict[str, Any], start_response: Any, routed: bool) -> None:
     IN_FLIGHT[threading.get_ident()] = Flight(environ, response, routed)
     if CURRENT is not None and response is not None and CURRENT.over_full():
         response.force_close()
+        CURRENT.shed.add(id(CURRENT.serving.get(threading.get_ident())))
 
 
 def route(environ: dict[str, Any], routed: bool) -> str:
@@ -131,6 +132,7 @@ class ThreadWorker(gthread.ThreadWorker):
         self.serving: dict[int, Any] = {}  # thread -> the connection it answers on
         self.queued: dict[int, tuple[Any, Any]] = {}  # submitted, not started: conn, future
         self.timed_out: set[int] = set()  # the connections cut at TIMEOUT
+        self.shed: set[int] = set()  # answered with Connection: close, to balance
         global CURRENT
         CURRENT = self
         super().init_process()
@@ -182,7 +184,15 @@ class ThreadWorker(gthread.ThreadWorker):
         elif fs.cancelled():  # never started: Nginx asks again on a new connection
             self.nr_conns -= 1
             conn.close()
+        elif id(conn) in self.shed and fs.result() is False:
+            # Shed to balance: its answer is whole and Nginx sends nothing more on
+            # it, so it closes at once, not in Gunicorn's graceful close, which
+            # would hold this loop until Nginx's FIN.
+            self.shed.discard(id(conn))
+            self.nr_conns -= 1
+            conn.close()
         else:
+            self.shed.discard(id(conn))
             super().finish_request(conn, fs)
         self.set_accept_enabled(True)  # a thread is idle again
 
