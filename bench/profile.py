@@ -4,7 +4,8 @@
 
 The stack's image runs the route (GET / or the real page) under wrk while
 py-spy (from PyPI) samples one of its workers from the host, without stopping
-it. Each sample is put down to the innermost frame of its stack that belongs
+it (the samples of the thread holding the GIL: CPU spent in Python). Each
+sample is put down to the innermost frame of its stack that belongs
 to a part: Gunicorn's HTTP parser, the WSGI environ, the app (Flask, Werkzeug,
 Jinja, the app's own code), writing the response, the stack's own wrapper, or
 the hand-off between the worker's threads; a frame of the standard library
@@ -90,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"py-spy on worker {worker} for {args.seconds} s")
         subprocess.run([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
                         str(worker), "--duration", str(args.seconds), "--rate", "250",
-                        "--format", "raw", "--nonblocking", "--output", str(out)],
+                        "--format", "raw", "--nonblocking", "--gil", "--full-filenames",
+                        "--output", str(out)],
                        check=True, capture_output=True, timeout=args.seconds + 60)
         load.join()
         samples = split(out.read_text())
