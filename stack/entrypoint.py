@@ -95,9 +95,20 @@ class _PromptPoller(poller.Poller):  # type: ignore[misc,valid-type]
     def poll(self, timeout: float) -> tuple[list[int], list[int]]:
         if self._at_once:
             self._at_once, timeout = False, 0
+        output = self.router.output if self.router else None
+        # What waits for stdout goes out as soon as its reader takes more, not a
+        # pipe's worth per tick: that would cap the log at 64 KiB / FLUSH_SECONDS.
+        waiting = output is not None and output.waiting()
+        if waiting:
+            self.register_writable(output.fd)
         if self.router:
             timeout = self.router.timeout(timeout)
         readables, writables = super().poll(timeout)
+        if waiting:
+            self.unregister_writable(output.fd)
+            if output.fd in writables:
+                writables.remove(output.fd)
+            output.flush()  # also when poll saw an error on it: a gone reader (EPIPE)
         if self.router:
             self.router.tick()
         if self._wakeup in readables:  # not Supervisord's: it would unregister it

@@ -59,6 +59,10 @@ class Output:
             return
         self.buffer += data
 
+    def waiting(self) -> bool:
+        """Whether lines wait for the reader."""
+        return bool(self.buffer)
+
     def flush(self, seconds: float = 0.0) -> None:
         """Write what the reader takes now, waiting up to `seconds` for it."""
         deadline = time.monotonic() + seconds
