@@ -6,21 +6,17 @@ Plain asserts: tests/conftest.py has pytest rewrite them, so a failure shows its
 from __future__ import annotations
 
 import contextlib
-import gzip
 import json
-import subprocess
 import time
 from datetime import datetime
 
 import requests
 
 from harness.engine import Engine
+from harness.images import VARIANT
 from harness.server import Server
+from tools.xray.engine import gzip_size
 
-# The default image's size may not grow past these (bytes): issue #3's 35 MB,
-# and for its unmet 15 MB compressed, the size measured in the README.
-MAX_UNCOMPRESSED = 35_000_000
-MAX_COMPRESSED = 16_700_000
 STOP_BUDGET_SECONDS = 10  # Docker's default before SIGKILL
 LOG_DELAY_SECONDS = 5  # the longest an access log line may take to reach the logs here
 
@@ -106,11 +102,8 @@ def assert_json_error(response: requests.Response, status: int, gunicorn: bool =
 
 
 def assert_within_size_budget(engine: Engine, image: str) -> None:
-    """Uncompressed as the engine reports it; compressed as gzip's default level 6
-    compresses `save` (level 9 would flatter us)."""
+    """Uncompressed as the engine reports it; compressed as xray counts it."""
     size = int(engine("image", "inspect", "--format", "{{.Size}}", image))
-    saved = subprocess.run([engine.command, "save", image], capture_output=True, check=True,
-                           timeout=300).stdout
-    compressed = len(gzip.compress(saved, compresslevel=6))
-    assert size <= MAX_UNCOMPRESSED, f"{size:,} bytes uncompressed"
-    assert compressed <= MAX_COMPRESSED, f"{compressed:,} bytes compressed"
+    compressed = gzip_size(engine, image)
+    assert size <= VARIANT.max_size, f"{size:,} bytes uncompressed ({VARIANT.name})"
+    assert compressed <= VARIANT.max_compressed, f"{compressed:,} bytes compressed"

@@ -8,14 +8,13 @@ import csv
 import io
 import re
 import socket
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.deployfiles import HAPROXY_CFG
-from harness.local import LocalServer
+from harness.localprocess import LocalProcess
 from harness.server import ServerError
 
 BACKEND = "app"
@@ -24,9 +23,9 @@ UP_SECONDS = 60
 
 
 @dataclass
-class HAProxy(LocalServer):
-    work: Path
+class HAProxy(LocalProcess):
     servers: dict[str, int]  # name -> loopback port
+    log_name = "haproxy.log"
 
     @property
     def admin(self) -> Path:
@@ -42,12 +41,10 @@ class HAProxy(LocalServer):
         # The runtime API, for the tests only: a second global section adds it.
         (self.work / "admin.cfg").write_text(
             f"global\n    stats socket {self.admin} mode 600 level admin\n")
-        self.process = subprocess.Popen(
-            ["haproxy", "-db", "-f", str(self.work / "haproxy.cfg"),
-             "-f", str(self.work / "admin.cfg")],
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LISTEN": f"127.0.0.1:{self.port}"},
-            stdout=(self.work / "haproxy.log").open("wb"), stderr=subprocess.STDOUT,
-        )
+        self.spawn(["haproxy", "-db", "-f", str(self.work / "haproxy.cfg"),
+                    "-f", str(self.work / "admin.cfg")],
+                   env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                        "LISTEN": f"127.0.0.1:{self.port}"})
         self.wait(lambda: all(self.status(name) == "UP" for name in self.servers), UP_SECONDS,
                   "every replica UP in HAProxy")
         return self
@@ -88,15 +85,3 @@ class HAProxy(LocalServer):
                 return time.monotonic() - started
             time.sleep(0.05)
         raise ServerError(f"not {what} after {seconds} s:\n{self.logs()}")
-
-    def logs(self) -> str:
-        return (self.work / "haproxy.log").read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()

@@ -8,10 +8,13 @@ import re
 from pathlib import Path
 
 from harness.containers import Container
-from stack.procfs import cmdline, stats
+from stack.procfs import cmdline, stat, stats
 
-__all__ = ["cmdline", "descendants", "main_pid", "nginx_workers", "processes", "pss_mib",
-           "stats"]
+__all__ = ["cmdline", "commands", "descendants", "gunicorn_master", "gunicorn_workers", "main_pid",
+           "nginx_master", "nginx_workers", "processes", "pss_mib", "rss_kib", "stats",
+           "status"]
+
+GUNICORN = "-m gunicorn"  # in the command line of the master and its workers (supervisord.conf)
 
 
 class ProcUnreadable(RuntimeError):
@@ -37,29 +40,71 @@ def main_pid(server: object) -> int:
     return process.pid if process else int(server.inspect("{{.State.Pid}}"))  # type: ignore[attr-defined]
 
 
+def status(pid: int) -> dict[str, str]:
+    """/proc/PID/status, field by field (OSError if the process is gone)."""
+    text = Path(f"/proc/{pid}/status").read_text()
+    return dict(re.findall(r"^(\w+):\s*(.*)$", text, re.M))
+
+
+def rss_kib(pid: int) -> int:
+    return int(status(pid)["VmRSS"].split()[0])
+
+
 def processes(container: Container) -> dict[int, dict[str, str]]:
     """A container's process tree: pid -> uid, ppid, name, cmdline."""
     found = {}
     for pid in descendants(int(container.inspect("{{.State.Pid}}"))):
         try:
-            status = Path(f"/proc/{pid}/status").read_text()
+            fields = status(pid)
             command = cmdline(pid)
         except OSError:
             continue
-        fields = dict(re.findall(r"^(Uid|PPid|Name):\s+(\S+)", status, re.M))
-        found[pid] = {"uid": fields["Uid"], "ppid": fields["PPid"], "name": fields["Name"],
-                      "cmdline": command}
+        found[pid] = {"uid": fields["Uid"].split()[0], "ppid": fields["PPid"],
+                      "name": fields["Name"], "cmdline": command}
     return found
+
+
+def commands(server: object) -> dict[int, str]:
+    """The command line of each process of a local stack or a container."""
+    found = {}
+    for pid in descendants(main_pid(server)):
+        with contextlib.suppress(OSError):
+            found[pid] = cmdline(pid)
+    return found
+
+
+def gunicorn_master(server: object) -> int | None:
+    """The Gunicorn master: the Gunicorn process whose parent is not one, with
+    workers. None while Supervisord restarts it, and for the moment a killed
+    master's workers, PID 1's children in a container, take to notice and exit."""
+    gunicorns = {}
+    for pid, command in commands(server).items():
+        with contextlib.suppress(OSError):
+            if GUNICORN in command:
+                gunicorns[pid] = stat(pid).ppid
+    parents = set(gunicorns.values())
+    masters = [pid for pid, ppid in gunicorns.items() if ppid not in gunicorns and pid in parents]
+    if len(masters) > 1:
+        raise ProcUnreadable(f"several Gunicorn masters: {masters}")
+    return masters[0] if masters else None
+
+
+def gunicorn_workers(server: object) -> list[int]:
+    """The Gunicorn master's live workers (none while it is restarted)."""
+    master = gunicorn_master(server)
+    return [found.pid for found in stats()
+            if master and found.ppid == master and found.state != "Z"]
+
+
+def nginx_master(server: object) -> int | None:
+    """None while Supervisord restarts it."""
+    return next((pid for pid, command in commands(server).items()
+                 if command.startswith("nginx: master process")), None)
 
 
 def nginx_workers(server: object) -> list[int]:
-    """The Nginx worker processes of a local stack or a container."""
-    found = []
-    for pid in descendants(main_pid(server)):
-        with contextlib.suppress(OSError):
-            if cmdline(pid).startswith("nginx: worker process"):
-                found.append(pid)
-    return found
+    return [pid for pid, command in commands(server).items()
+            if command.startswith("nginx: worker process")]
 
 
 def pss_mib(pids: list[int]) -> float:

@@ -5,16 +5,14 @@ rules (only the target and the intervals are the test's), and its HTTP API."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import requests
 import yaml
 
-from harness.local import LocalServer
+from harness.localprocess import LocalProcess
 from harness.paths import ROOT
 from harness.server import ServerError
 
@@ -24,9 +22,10 @@ UP_SECONDS = 30
 
 
 @dataclass
-class Prometheus(LocalServer):
-    work: Path
+class Prometheus(LocalProcess):
     target: str  # host:port of a metrics endpoint
+    log_name = "prometheus.log"
+    stop_seconds = 15
 
     def start(self) -> Prometheus:
         config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
@@ -37,11 +36,9 @@ class Prometheus(LocalServer):
         for rules in config["rule_files"]:
             shutil.copy(DEPLOY / rules, self.work / rules)
         (self.work / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.process = subprocess.Popen(
-            ["prometheus", f"--config.file={self.work / 'prometheus.yml'}",
-             f"--storage.tsdb.path={self.work / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}"],
-            stdout=(self.work / "prometheus.log").open("wb"), stderr=subprocess.STDOUT)
+        self.spawn(["prometheus", f"--config.file={self.work / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={self.work / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}"])
         deadline = time.monotonic() + UP_SECONDS
         while not self.target_up():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -69,16 +66,3 @@ class Prometheus(LocalServer):
         """When the target was scraped between the two times (Unix seconds)."""
         found = self.query(f"up[{int(until - since) + 1}s]", at=until)
         return sorted(float(t) for item in found for t, _ in item["values"] if t >= since)
-
-    def logs(self) -> str:
-        path = self.work / "prometheus.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()

@@ -18,7 +18,7 @@ import requests
 
 from harness.containers import Container
 from harness.load import Outcome, SteadyClient, percentile
-from harness.procfs import processes, pss_mib
+from harness.procfs import gunicorn_master, gunicorn_workers, nginx_master, processes, pss_mib
 from reliability.result import Result
 from reliability.trickle import Trickle
 from stack.settings import defaults
@@ -60,31 +60,13 @@ THREADS = defaults().gunicorn_threads
 # --- the container's processes
 
 
-def gunicorn_master(container: Container) -> int:
-    tree = processes(container)
-    return next(pid for pid, p in tree.items()
-                if "gunicorn" in p["cmdline"] and "gunicorn" not in tree.get(
-                    int(p["ppid"]), {}).get("cmdline", ""))
-
-
-def gunicorn_workers(container: Container) -> set[int]:
-    tree = processes(container)
-    master = gunicorn_master(container)
-    return {pid for pid, p in tree.items() if int(p["ppid"]) == master}
-
-
-def nginx_master(container: Container) -> int:
-    return next(pid for pid, p in processes(container).items()
-                if p["cmdline"].startswith("nginx: master"))
-
-
 def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if condition():
                 return True
-        except (StopIteration, OSError):
+        except OSError:
             pass  # the process is being replaced
         time.sleep(0.05)
     return False
@@ -194,16 +176,20 @@ def worker_kill(start: Start, size: Size) -> Result:
     # and one replaced on its own is not the fault injected here.
     container = start(env={"MAX_REQUESTS": "0"})
     kills: list[float] = []
+
+    def replaced(before: set[int]) -> bool:
+        now = set(gunicorn_workers(container))
+        return len(now - before) == 1 and len(now) == len(before)
+
     with SteadyClient(container.base_url, clients=4) as load:
         time.sleep(size.warm)
         for _ in range(size.kills):
-            before = gunicorn_workers(container)
+            before = set(gunicorn_workers(container))
             os.kill(min(before), signal.SIGKILL)
             kills.append(time.monotonic())
             result.faults_injected += 1
-            replaced = wait_for(lambda b=before: len(gunicorn_workers(container) - b) == 1
-                                and len(gunicorn_workers(container)) == len(b), 10)
-            result.faults_survived += replaced and container.running()
+            back = wait_for(lambda b=before: replaced(b), 10)
+            result.faults_survived += back and container.running()
             time.sleep(size.after)
     count(result, load.snapshot(), may_fail=lambda o: any(o.started <= k <= o.ended
                                                           for k in kills))
@@ -225,10 +211,11 @@ def program_kill(start: Start, size: Size, program: str) -> Result:
         time.sleep(size.warm)
         for _ in range(size.kills):
             old = find(container)
+            assert old is not None, f"no {program} master"
             os.kill(old, signal.SIGKILL)
             killed = time.monotonic()
             result.faults_injected += 1
-            back = wait_for(lambda o=old: find(container) != o, 10)
+            back = wait_for(lambda o=old: find(container) not in (None, o), 10)
             time.sleep(size.after)
             worst = max(worst, outage(load.snapshot(), killed, time.monotonic()))
             result.faults_survived += back and container.running()
@@ -251,10 +238,11 @@ def crash_loop(start: Start, size: Size) -> Result:
     for _ in range(CRASHES):
         time.sleep(1.2)  # past startsecs: a crash of a RUNNING program, not a failed start
         master = nginx_master(container)
+        assert master is not None, "no nginx master"
         os.kill(master, signal.SIGKILL)
         result.faults_injected += 1
         if result.faults_injected < CRASHES:
-            wait_for(lambda m=master: nginx_master(container) != m, 10)
+            wait_for(lambda m=master: nginx_master(container) not in (None, m), 10)
     last_crash = time.monotonic()
     exit_code = container.wait_exit(30)
     exited_after = time.monotonic() - last_crash
@@ -329,7 +317,7 @@ def soak(start: Start, size: Size) -> Result:
     container = start(env={"MAX_REQUESTS": str(size.soak_max_requests)})
     clients = 4
     pids = lambda: list(processes(container))  # noqa: E731
-    first_workers = gunicorn_workers(container)
+    first_workers = set(gunicorn_workers(container))
     samples: list[float] = []
     with SteadyClient(container.base_url, clients=clients,
                       interval=clients / size.soak_rate) as load:
@@ -338,7 +326,7 @@ def soak(start: Start, size: Size) -> Result:
             time.sleep(min(5.0, size.soak / 10))
             samples.append(pss_mib(pids()))
     count(result, load.snapshot())
-    recycled = len(first_workers - gunicorn_workers(container))
+    recycled = len(first_workers - set(gunicorn_workers(container)))
     warm, end = samples[min(1, len(samples) - 1)], samples[-1]
     growth = round(end - warm, 2)
     result.figures.update({"memory after warm-up (MiB PSS)": warm,

@@ -12,22 +12,18 @@ page that states a number no claim checks should say it without the number.
 
 from __future__ import annotations
 
-import configparser
 import math
 import re
-import runpy
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import gunicorn.util
 import pytest
 from gunicorn.config import LimitRequestFields
 
 import stack.metrics
 import stack.settings
-from harness.checks import MAX_COMPRESSED, MAX_UNCOMPRESSED, STOP_BUDGET_SECONDS
+from harness.checks import STOP_BUDGET_SECONDS
 from harness.deployfiles import (
     KUBERNETES_MINIMUM,
     SWARM_STACK,
@@ -39,9 +35,11 @@ from harness.deployfiles import (
     swarm_stack,
 )
 from harness.paths import ROOT
+from harness.startup import start
+from harness.variants import DEFAULT, VARIANTS
 from stack import entrypoint, gunicorn_args, logs, watchdog
 from stack.metrics import DURATION_BUCKETS
-from stack.settings import SETTINGS, Settings, load
+from stack.settings import Settings, load
 
 pytestmark = pytest.mark.app
 
@@ -55,9 +53,6 @@ CODE_SPAN = re.compile(r"`[^`\n]*`")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*$", re.M)
 SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)
-# Environment variables the entrypoint sets for supervisord.conf.
-STACK_ENV = ("STACK_ROOT", "STACK_RUN_DIR", "STACK_PYTHON", "STACK_NGINX_STOP_WAIT",
-             "STACK_GUNICORN_STOP_WAIT", "STACK_PROXY_TOKEN")
 WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
 
 
@@ -104,82 +99,6 @@ def test_the_link_check_sees_links() -> None:
 
 
 # --- what the code gives
-
-
-@dataclass(frozen=True)
-class Start:
-    """What the entrypoint makes of an environment, with Supervisord left out."""
-
-    settings: Settings
-    nginx: str  # the rendered nginx.conf
-    gunicorn: dict[str, Any]  # the names gunicorn.conf.py defines
-    waits: dict[str, int]  # each supervisord.conf section's stopwaitsecs
-
-    def directive(self, name: str, upstream: bool = False) -> str:
-        """An Nginx directive's arguments: in the `upstream` block, or anywhere else."""
-        block = re.search(r"upstream \w+ \{(.*?)\}", self.nginx, re.S)
-        assert block, "no upstream block in nginx.conf"
-        # Named locations (a WebSocket's own timeouts) are not the general case.
-        general = re.sub(r"location @\w+ \{.*?\}", "", self.nginx.replace(block[0], ""),
-                         flags=re.S)
-        text = block[1] if upstream else general
-        (value,) = re.findall(rf"^\s*{name}\s+([^;]*);", text, re.M)
-        return value
-
-    def seconds(self, name: str, upstream: bool = False) -> int:
-        value = self.directive(name, upstream)
-        assert value.endswith("s"), value
-        return int(value.removesuffix("s"))
-
-    @property
-    def stop_ceiling(self) -> int:
-        """The drain, then Supervisord stops its programs one after another, each for up
-        to its stopwaitsecs."""
-        return self.settings.drain_seconds + sum(self.waits.values())
-
-
-def start(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, environ: Mapping[str, Any],
-          cpus: int = 2, open_files: tuple[int, int] = (1024, 1 << 20)) -> Start:
-    """Run the entrypoint's main() with `environ`, `cpus` CPUs and (soft, hard) open-files
-    limits, up to where it would hand over to Supervisord; read back what it made."""
-    for setting in SETTINGS:
-        monkeypatch.delenv(setting.name, raising=False)
-    for name in STACK_ENV:
-        monkeypatch.setenv(name, "")  # so the values main() sets are undone afterwards
-    for name, value in environ.items():
-        monkeypatch.setenv(name, str(value))
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setattr(stack.settings, "available_cpus", lambda *_: cpus)
-    limits = {"open_files": open_files}  # what setrlimit sets, getrlimit then reads
-    monkeypatch.setattr(entrypoint.resource, "getrlimit", lambda _: limits["open_files"])
-    monkeypatch.setattr(entrypoint.resource, "setrlimit",
-                        lambda _, value: limits.update(open_files=value))
-    monkeypatch.setattr(entrypoint.poller, "Poller", entrypoint.poller.Poller)
-    monkeypatch.setattr(gunicorn.util, "write_error", gunicorn.util.write_error)
-    # The numbers are in what it renders: Nginx's own test of it is the stack layer's.
-    monkeypatch.setattr(entrypoint.nginx_config, "test", lambda *_: True)
-    monkeypatch.setattr(stack.metrics.Metrics, "serve", lambda *_: None)  # no port taken
-    handed: list[list[str]] = []
-    monkeypatch.setattr(entrypoint.supervisord, "main", handed.append)
-    assert entrypoint.main([]) == 0
-    (args,) = handed
-    env = dict(entrypoint.os.environ)
-
-    def expand(value: str) -> str:
-        return re.sub(r"%\(ENV_(\w+)\)s", lambda match: env[match[1]], value)
-
-    supervisor = configparser.ConfigParser(interpolation=None)
-    supervisor.read(args[args.index("--configuration") + 1])
-    waits = {name: int(expand(supervisor[name]["stopwaitsecs"]))
-             for name in supervisor.sections() if ":" in name}
-    config = re.search(r"--config\s+(\S+)", supervisor["program:gunicorn"]["command"])
-    assert config, "supervisord.conf starts Gunicorn without --config"
-    return Start(
-        settings=load(),
-        nginx=(Path(env["STACK_RUN_DIR"]) / "nginx.conf").read_text(),
-        gunicorn=runpy.run_path(expand(config[1])),
-        waits=waits,
-    )
 
 
 def flat(path: Path) -> str:
@@ -351,9 +270,17 @@ def claims(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Claim]:
         Claim(r"`MAX_REQUESTS` ([\d,]+), with up to (\d+) % jitter",
               (max_requests, int(jitter)), ("docs/performance.md",)),
         Claim(r"The uncompressed one, ([\d.]+) MB, is met",
-              (f"{MAX_UNCOMPRESSED / 1e6:g}",), ("docs/hardening.md",)),
+              (f"{DEFAULT.max_size / 1e6:g}",), ("docs/hardening.md",)),
         Claim(r"compressed image under ([\d.]+) MB",
-              (f"{MAX_COMPRESSED / 1e6:g}",), ("docs/hardening.md",)),
+              (f"{DEFAULT.max_compressed / 1e6:g}",), ("docs/hardening.md",)),
+        # docs/your-app.md: the variants
+        Claim(r"the size bound \((\d+) MB for `py3\.13`, (\d+) MB\s+for `py3\.14`",
+              tuple(f"{v.max_size / 1e6:g}" for v in VARIANTS), ("docs/your-app.md",)),
+        *(Claim(rf"\| `{v.name}`[^|]*\| Debian (?:\d+ )?{v.suite}, \w+ \| ([\d.]+) \| ([\d.]+) \|",
+                (v.python, v.nginx), ("docs/your-app.md",)) for v in VARIANTS),
+        Claim(r"--build-arg BASE_IMAGE=(\S+) --build-arg PYTHON_VERSION=(\S+) "
+              r"--build-arg NGINX_VERSION=(\S+) -t flask-stack:py3\.14",
+              tuple(VARIANTS[1].build_args.values()), ("docs/your-app.md",)),
         # The comments of compose.yaml and deploy/kubernetes/
         Claim(r"at least \d+: (\d+) here", (compose_workers,), ("compose.yaml",)),
         Claim(r"answers 503 for (\d+) s while", (drain,), ("compose.yaml",)),

@@ -90,7 +90,9 @@ def test_first_answers_are_never_502(launch) -> None:
 
 @pytest.mark.engine  # through the engine: its signals, ports or logs
 def test_graceful_stop_finishes_in_flight_requests(launch) -> None:
-    server = launch(APP_MODULE="slow:app")
+    env = {"APP_MODULE": "slow:app"}
+    ceiling = load(env).stop_ceiling
+    server = launch(**env)
     with ThreadPoolExecutor(4) as pool:
         in_flight = [pool.submit(requests.get, f"{server.base_url}/slow?seconds=2", timeout=20)
                      for _ in range(4)]
@@ -98,8 +100,8 @@ def test_graceful_stop_finishes_in_flight_requests(launch) -> None:
         started = time.monotonic()
         server.terminate()
         assert [f.result().status_code for f in in_flight] == [200] * 4
-        assert server.wait_exit(STOP_BUDGET_SECONDS) == 0
-    assert time.monotonic() - started < STOP_BUDGET_SECONDS
+        assert server.wait_exit(ceiling) == 0
+    assert time.monotonic() - started < ceiling
 
 
 @pytest.mark.engine  # through the engine: its signals, ports or logs
@@ -127,6 +129,7 @@ def test_a_request_as_long_as_the_grace_finishes_within_dockers_stop(launch) -> 
 @pytest.mark.engine  # through the engine: its signals, ports or logs
 def test_drain_turns_health_503_while_serving(launch) -> None:
     drain = 3
+    ceiling = load({"DRAIN_SECONDS": str(drain)}).stop_ceiling
     server = launch(DRAIN_SECONDS=str(drain))
     session = requests.Session()
     server.terminate()
@@ -139,8 +142,8 @@ def test_drain_turns_health_503_while_serving(launch) -> None:
         time.sleep(0.05)
     assert answers and set(answers) == {200}
     assert session.get(f"{server.base_url}/healthz", timeout=5).json() == {"status": "draining"}
-    assert server.wait_exit(drain + STOP_BUDGET_SECONDS) == 0
-    assert time.monotonic() - started >= drain
+    assert server.wait_exit(ceiling) == 0
+    assert drain <= time.monotonic() - started < ceiling
 
 
 @pytest.mark.parametrize("worker_class", ["gthread", "sync"])

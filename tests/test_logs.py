@@ -4,25 +4,32 @@ carry their request's ids with no code in the app (stack/logs.py, stack/logforma
 
 from __future__ import annotations
 
+import array
 import contextlib
+import fcntl
 import os
 import signal
+import termios
 import time
+from typing import IO
 
 import pytest
 import requests
 
 from harness.checks import STOP_BUDGET_SECONDS, access_log, records
+from harness.local import LocalStack
 from harness.metrics import scrape
-from harness.procfs import cmdline, descendants, main_pid
+from harness.procfs import gunicorn_master, nginx_master
 from harness.server import Server
-from stack import procfs
 from stack.logformat import LEVELS, SOURCES
+from stack.logs import FLUSH_SECONDS
 from stack.settings import defaults
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE}-b7ad6b7169203331-01"
 RESTART_SECONDS = 10
+STALL_ROUNDS = 50  # of LINES_PER_PAGE requests: lines for five 64 KiB pipes
+LINES_PER_PAGE = 20  # requests whose access log lines are more than a page (4 KiB)
 
 
 def exercise(server: Server) -> None:
@@ -75,6 +82,17 @@ def test_the_apps_lines_carry_their_requests_ids(launch) -> None:
         "printed: joined"]
 
 
+def test_a_traceparent_reaches_the_app_unchanged(launch) -> None:
+    """W3C trace context passes through Nginx as the client sent it: the app's own
+    tracing continues the client's trace."""
+    server = launch(APP_MODULE="echo:app")
+    state = "vendor=opaque-1,other=b7ad6b7169203331"
+    answer = requests.get(f"{server.base_url}/", timeout=10,
+                          headers={"traceparent": TRACEPARENT, "tracestate": state})
+    seen = answer.json()["headers"]
+    assert (seen["HTTP_TRACEPARENT"], seen["HTTP_TRACESTATE"]) == (TRACEPARENT, state)
+
+
 def test_a_traceback_stays_in_its_lines_record(launch) -> None:
     server = launch(APP_MODULE="slow:app")
     answer = requests.get(f"{server.base_url}/fail", timeout=10)
@@ -102,26 +120,15 @@ def test_text_for_a_person_at_a_terminal(launch) -> None:
     assert any(" INFO     nginx: GET /log?said=text 200" in line for line in lines)
 
 
-# How each program's master shows in its command line, once it runs.
-MASTERS = {"gunicorn": "-m gunicorn", "nginx": "nginx: master process"}
-
-
-def master_of(server: Server, program: str) -> int | None:
-    for pid in descendants(main_pid(server)):
-        with contextlib.suppress(OSError):
-            if procfs.stat(pid).ppid == main_pid(server) and MASTERS[program] in cmdline(pid):
-                return pid
-    return None
-
-
 def restarted(server: Server, program: str) -> None:
     """SIGKILL to the program's master; Supervisord must start another and the
     stack serve again, whatever stdout does."""
-    master = master_of(server, program)
+    find = {"gunicorn": gunicorn_master, "nginx": nginx_master}[program]
+    master = find(server)
     assert master, program
     os.kill(master, signal.SIGKILL)
     deadline = time.monotonic() + RESTART_SECONDS
-    while master_of(server, program) in (None, master):
+    while find(server) in (None, master):
         assert time.monotonic() < deadline, f"{program} not restarted in {RESTART_SECONDS} s"
         time.sleep(0.1)
     while True:
@@ -132,16 +139,50 @@ def restarted(server: Server, program: str) -> None:
         time.sleep(0.1)
 
 
+def unread(pipe: IO[bytes]) -> int:
+    """Bytes waiting in a pipe for its reader (FIONREAD)."""
+    count = array.array("i", [0])
+    fcntl.ioctl(pipe.fileno(), termios.FIONREAD, count)
+    return count[0]
+
+
+def stall(server: LocalStack) -> None:
+    """Fill the stack's stdout, which nobody reads, with access log lines until it
+    is full: it holds the pipe's size, or it grew no more over two rounds of more
+    than a page of lines, each flushed (small writes leave a page's end unused)."""
+    size = fcntl.fcntl(server.output.fileno(), fcntl.F_GETPIPE_SZ)
+    seen: list[int] = []
+    with requests.Session() as session:
+        for _ in range(STALL_ROUNDS):
+            seen.append(unread(server.output))
+            if seen[-1] == size or seen[-3:] == [seen[-1]] * 3:
+                return
+            for _ in range(LINES_PER_PAGE):
+                assert session.get(f"{server.base_url}/", timeout=10).status_code == 200
+            time.sleep(3 * FLUSH_SECONDS)  # read from the access log, and flushed
+    raise AssertionError(f"stdout not full: {seen[-1]} of {size} bytes")
+
+
 @pytest.mark.stack
-def test_a_stalled_then_closed_stdout_never_stops_the_supervision(start_stack) -> None:
-    """stdout on a pipe that nobody reads (a stalled log driver), then closed (a
-    gone one): PID 1 goes on restarting what crashes and stops on time."""
+def test_a_stalled_stdout_never_stops_the_supervision(start_stack) -> None:
+    """stdout on a pipe that nobody reads (a stalled log driver): PID 1 goes on
+    restarting what crashes, and a stop meanwhile ends on time, with 0."""
     server = start_stack(APP_MODULE="slow:app", drain_output=False)
-    with requests.Session() as session:  # far more than the pipe's 64 KiB of lines
-        for _ in range(1500):
-            assert session.get(f"{server.base_url}/", timeout=10).status_code == 200
+    stall(server)
     restarted(server, "gunicorn")
     restarted(server, "nginx")
+    ceiling = defaults().stop_ceiling
+    started = time.monotonic()
+    assert server.stop(ceiling) == 0
+    assert time.monotonic() - started < ceiling
+
+
+@pytest.mark.stack
+def test_a_stalled_then_closed_stdout_never_stops_the_supervision(start_stack) -> None:
+    """stdout stalled, then closed (a gone log driver): every line counts as
+    dropped, PID 1 goes on restarting what crashes and stops on time."""
+    server = start_stack(APP_MODULE="slow:app", drain_output=False)
+    stall(server)
     server.output.close()  # the reader is gone: every write is EPIPE now
     with requests.Session() as session:
         for _ in range(100):
@@ -149,6 +190,7 @@ def test_a_stalled_then_closed_stdout_never_stops_the_supervision(start_stack) -
     restarted(server, "gunicorn")
     dropped = scrape(server.metrics_url).value("flask_stack_log_lines_dropped_total")
     assert dropped > 0
+    ceiling = defaults().stop_ceiling
     started = time.monotonic()
-    assert server.stop(STOP_BUDGET_SECONDS) == 0
-    assert time.monotonic() - started < defaults().stop_ceiling
+    assert server.stop(ceiling) == 0
+    assert time.monotonic() - started < ceiling

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import ast
 import os
+import re
 from pathlib import Path
 
-import jinja2
-import jinja2.nodes
 import pytest
 
 from harness.paths import ROOT
+from harness.startup import Start, start
+from stack.rundir import PROXY_TOKEN_ENV
 from stack.settings import SETTINGS, SettingError, available_cpus, load, markdown_table
 
 pytestmark = pytest.mark.app
@@ -57,11 +57,23 @@ def test_static_path_defaults_to_the_apps_static_folder(tmp_path: Path) -> None:
     assert load({"APP_DIR": "/srv/shop"}, tmp_path).static_path == "/srv/shop/static"
 
 
+# Gunicorn finds a request past TIMEOUT within a second of it: a gthread worker's
+# loop, and the master's for a sync worker, come round at least once a second.
+TIMEOUT_FOUND_SECONDS = 1
+
+
 @pytest.mark.parametrize("timeout", ["1", "30", "3600"])
-def test_timeouts_are_ordered(tmp_path: Path, timeout: str) -> None:
-    settings = load({"TIMEOUT": timeout}, tmp_path)
-    assert settings.proxy_timeout > settings.timeout  # the worker gives up first
-    assert settings.gunicorn_keepalive > settings.upstream_keepalive  # Nginx closes first
+def test_the_worker_gives_up_first_and_nginx_closes_first(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, timeout: str) -> None:
+    """As Nginx and Gunicorn get them: Nginx waits on a request longer than Gunicorn
+    takes to end it, and closes an idle upstream connection before Gunicorn does,
+    so it never reuses one that Gunicorn just closed."""
+    started = start(monkeypatch, tmp_path, {"TIMEOUT": timeout})
+    worker = started.gunicorn["timeout"]
+    assert worker == int(timeout)
+    for directive in ("proxy_read_timeout", "proxy_send_timeout"):
+        assert started.seconds(directive) > worker + TIMEOUT_FOUND_SECONDS, directive
+    assert started.seconds("keepalive_timeout", upstream=True) < started.gunicorn["keepalive"]
 
 
 @pytest.mark.parametrize(("environ", "expected"), [
@@ -108,17 +120,41 @@ def test_readme_table_is_the_code() -> None:
     assert markdown_table() in readme, "regenerate with: python -m stack.settings"
 
 
-def test_every_setting_is_read_somewhere() -> None:
-    """No documented setting is dead: each field is read, in code rather than in a
-    comment, by the Nginx template or a module of the stack (or by a property of
-    Settings that one of them reads)."""
-    read = set()
-    for path in (ROOT / "stack").glob("*.py"):
-        owners = {"settings", "_settings"} | ({"self"} if path.name == "settings.py" else set())
-        read |= {node.attr for node in ast.walk(ast.parse(path.read_text()))
-                 if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                 and node.value.id in owners}
-    template = jinja2.Environment().parse((ROOT / "nginx" / "nginx.conf.j2").read_text())
-    read |= {node.attr for node in template.find_all(jinja2.nodes.Getattr)
-             if isinstance(node.node, jinja2.nodes.Name) and node.node.name == "settings"}
-    assert {item.name.lower() for item in SETTINGS} <= read
+# For each setting, a value other than its default: the start must hand it on.
+OTHER_VALUES = {
+    "APP_MODULE": "slow:app", "APP_DIR": "/srv/other", "PORT": "8080", "WEB_CONCURRENCY": "7",
+    "WORKER_CLASS": "sync", "THREADS": "3", "TIMEOUT": "31", "GRACEFUL_TIMEOUT": "6",
+    "MAX_REQUESTS": "500", "KEEPALIVE_TIMEOUT": "70", "ROOT_PATH": "/shop",
+    "STATIC_URL": "/assets", "STATIC_PATH": "/srv/files", "MAX_BODY_SIZE": "2m",
+    "TRUSTED_PROXIES": "10.0.0.0/8", "LOG_LEVEL": "debug", "LOG_FORMAT": "text",
+    "COMPRESSION": "off", "ACCESS_LOG": "off", "WEBSOCKET_TIMEOUT": "60",
+    "DRAIN_SECONDS": "4", "METRICS": "off", "METRICS_PORT": "9000", "DEV": "on",
+}
+
+
+def handed_on(started: Start) -> dict[str, object]:
+    """What each consumer of the settings got: Nginx's config (less what differs
+    from run to run: the secret, the access log pipe's fd), Gunicorn's,
+    Supervisord's, and what PID 1 keeps for itself."""
+    nginx = started.nginx.replace(started.environ[PROXY_TOKEN_ENV], "TOKEN")
+    plain = (str, int, float, bool, list, tuple, dict, type(None))
+    return {"nginx": re.sub(r"/proc/\d+/fd/\d+", "PIPE", nginx),
+            "gunicorn": {name: value for name, value in started.gunicorn.items()
+                         if not name.startswith("_") and isinstance(value, plain)},
+            "supervisord": started.waits,
+            **{f"entrypoint {name}": value for name, value in started.entrypoint.items()}}
+
+
+def test_every_setting_reaches_its_consumer(monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    """No documented setting is dead: set to another value, each changes what the
+    entrypoint renders for Nginx or Gunicorn, gives Supervisord, or keeps itself."""
+    assert set(OTHER_VALUES) == {item.name for item in SETTINGS}
+    default = handed_on(start(monkeypatch, tmp_path, {}))
+    dead = []
+    for name, value in OTHER_VALUES.items():
+        assert getattr(load({name: value}), name.lower()) != getattr(load({}), name.lower())
+        changed = handed_on(start(monkeypatch, tmp_path, {name: value}))
+        if not [part for part in default if changed[part] != default[part]]:
+            dead.append(name)
+    assert not dead, f"handed on to nothing: {dead}"

@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,13 @@ class GzipCounter(threading.Thread):
         self.join()
         return self.size
 
+    def __enter__(self) -> GzipCounter:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.chunks.put(None)  # it finishes on its own while the caller goes on
+
 
 @dataclass
 class Saved:
@@ -95,27 +103,38 @@ def save_command(engine: Engine, image: str) -> list[str]:
     return [engine.command, "save", image]
 
 
-def save(engine: Engine, image: str, directory: Path) -> Saved:
-    """Stream `ENGINE save` once into a file, teeing it into the gzip counter."""
-    path = directory / "image.tar"
+def stream_save(engine: Engine, image: str, *sinks: Callable[[bytes], object]) -> int:
+    """Stream `ENGINE save` once, each chunk to every sink; the archive's bytes."""
     command = save_command(engine, image)
-    counter = GzipCounter()
-    counter.start()
     archive_bytes = 0
-    try:
-        with path.open("wb") as archive, tempfile.TemporaryFile() as errors:
-            # Streamed rather than through Engine.__call__: the archive is the image's size.
-            # stderr to a file: a chatty engine must not block on a full pipe.
-            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors)
-            assert process.stdout is not None
-            while chunk := process.stdout.read(CHUNK):
-                archive.write(chunk)
-                archive_bytes += len(chunk)
-                counter.chunks.put(chunk)
-            if process.wait() != 0:
-                errors.seek(0)
-                message = errors.read().decode(errors="replace").strip()
-                raise XrayError(f"`{' '.join(command)}` failed: {message}")
-    finally:
-        counter.chunks.put(None)  # the counter finishes while the layers are read
+    # Streamed rather than through Engine.__call__: the archive is the image's size.
+    # stderr to a file: a chatty engine must not block on a full pipe.
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors)
+        assert process.stdout is not None
+        while chunk := process.stdout.read(CHUNK):
+            archive_bytes += len(chunk)
+            for sink in sinks:
+                sink(chunk)
+        if process.wait() != 0:
+            errors.seek(0)
+            message = errors.read().decode(errors="replace").strip()
+            raise XrayError(f"`{' '.join(command)}` failed: {message}")
+    return archive_bytes
+
+
+def save(engine: Engine, image: str, directory: Path) -> Saved:
+    """`ENGINE save` once into a file, teed into the gzip counter, which finishes
+    while the layers are read."""
+    path = directory / "image.tar"
+    with GzipCounter() as counter, path.open("wb") as archive:
+        archive_bytes = stream_save(engine, image, archive.write, counter.chunks.put)
     return Saved(path, archive_bytes, counter)
+
+
+def gzip_size(engine: Engine, image: str) -> int:
+    """The gzip -6 size of `ENGINE save`, streamed and kept nowhere (level 9 would
+    flatter the image): the report's figure, and the size budget's."""
+    with GzipCounter() as counter:
+        stream_save(engine, image, counter.chunks.put)
+    return counter.total()
