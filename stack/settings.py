@@ -247,8 +247,8 @@ class Settings:
         "Largest request body; larger ones get 413.")
     trusted_proxies: tuple[str, ...] = setting(
         "", _networks, "comma-separated IP addresses or CIDR networks",
-        "Peers whose `X-Forwarded-For`/`X-Forwarded-Proto` are believed; from anyone "
-        "else these headers are replaced.", default_doc="none")
+        "Peers whose `X-Forwarded-For`/`X-Forwarded-Proto`/`X-Forwarded-Prefix` are "
+        "believed; from anyone else these headers are replaced.", default_doc="none")
     log_level: str = setting(
         "info", _choice(*LOG_LEVELS), ", ".join(LOG_LEVELS[:-1]) + " or " + LOG_LEVELS[-1],
         "Log level of Gunicorn, Nginx's error log and Supervisord.")

@@ -286,8 +286,21 @@ class Logger(glogging.Logger):
 
 
 def request_context() -> dict[str, Any]:
+    """The ids of the request this thread serves, if it serves one: what the app's
+    log records and Gunicorn's carry (stack/logformat.py)."""
     flight = IN_FLIGHT.get(threading.get_ident())
-    return {"request_id": flight.environ.get("HTTP_X_REQUEST_ID")} if flight else {}
+    if flight is None:
+        return {}
+    return {"request_id": flight.environ.get("HTTP_X_REQUEST_ID"),
+            "trace_id": trace_id(flight.environ.get("HTTP_TRACEPARENT"))}
+
+
+def trace_id(traceparent: str | None) -> str | None:
+    """The trace id of a W3C traceparent (version-traceid-parentid-flags)."""
+    parts = (traceparent or "").split("-")
+    if len(parts) == 4 and len(parts[1]) == 32 and parts[1] != "0" * 32:
+        return parts[1]
+    return None
 
 
 # --- the scoreboard (stack/scoreboard.py), kept by these server hooks

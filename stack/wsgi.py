@@ -22,7 +22,8 @@ The stack, not the app, owns these, so any WSGI app runs unchanged:
   X-Forwarded-Prefix, becomes SCRIPT_NAME (PEP 3333), so that a Flask app's
   url_for builds links under it.
 - server-sent events: Nginx, told so, passes each on as it comes.
-- in development mode (DEV), templates read anew when they change.
+- in development mode (DEV), templates read anew when they change, and
+  Flask's debug off whatever FLASK_DEBUG says.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import json
 import logging
 import os
 import sys
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -65,8 +65,11 @@ def serve(app_module: str, log_level: str = "info", root_path: str = "",
     Logging is set up first, so that an app's loggers find it as they are made."""
     app_logging(log_level)
     app = import_app(app_module)
-    if dev and hasattr(app, "jinja_env"):  # Flask caches templates unless told
-        app.config["TEMPLATES_AUTO_RELOAD"] = True
+    if dev and hasattr(app, "jinja_env"):
+        # Flask's debug off, whatever FLASK_DEBUG says: an error then reaches the
+        # app's own 500 handler, as in production, rather than propagating.
+        app.debug = False
+        app.config["TEMPLATES_AUTO_RELOAD"] = True  # Flask caches templates unless told
         app.jinja_env.auto_reload = True
     # Gunicorn started without the entrypoint (the benchmark's Gunicorn alone)
     # has no token: then no forwarded header is believed.
@@ -77,27 +80,10 @@ def app_logging(level: str) -> None:
     """The root logger's handler: the app's records, with their request's ids.
     Flask then adds no handler of its own (it finds this one)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(Formatter("app", request_context))
+    handler.setFormatter(Formatter("app", workers.request_context))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level.upper())
-
-
-def request_context() -> dict[str, Any]:
-    """The ids of the request this thread serves, if it serves one."""
-    flight = workers.IN_FLIGHT.get(threading.get_ident())
-    if flight is None:
-        return {}
-    return {"request_id": flight.environ.get("HTTP_X_REQUEST_ID"),
-            "trace_id": trace_id(flight.environ.get("HTTP_TRACEPARENT"))}
-
-
-def trace_id(traceparent: str | None) -> str | None:
-    """The trace id of a W3C traceparent (version-traceid-parentid-flags)."""
-    parts = (traceparent or "").split("-")
-    if len(parts) == 4 and len(parts[1]) == 32 and parts[1] != "0" * 32:
-        return parts[1]
-    return None
 
 
 def routes_health(app: object) -> bool:

@@ -1,14 +1,18 @@
-"""What the front server does for every app, on every running layer: compression,
-static files cached by their names, server-sent events as they come, and an
-app mounted under a path prefix (nginx/nginx.conf.j2, stack/wsgi.py)."""
+"""What the front server does for every app, on every running layer: compression
+(never twice, never a WebSocket), static files cached by their names,
+server-sent events as they come, and an app mounted under a path prefix
+(nginx/nginx.conf.j2, stack/wsgi.py)."""
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
 import time
 
 import pytest
 import requests
+import websocket
 
 from harness.paths import EXAMPLE_APP
 from stack.settings import defaults
@@ -49,6 +53,34 @@ def test_text_is_compressed_for_clients_that_accept_it(launch) -> None:
     # A small answer is not worth it.
     small = raw(f"{server.base_url}/", **{"Accept-Encoding": "gzip"})
     assert "Content-Encoding" not in small.headers
+
+
+def test_what_the_app_compressed_arrives_as_it_sent_it(launch) -> None:
+    server = launch(APP_MODULE="untouched:app")
+    answer = raw(f"{server.base_url}/gzipped", **{"Accept-Encoding": "gzip"})
+    assert answer.headers["Content-Encoding"] == "gzip"  # one: Nginx added none
+    assert len(answer.wire) > defaults().gzip_min_length  # Nginx would compress its size
+    assert hashlib.sha256(answer.wire).hexdigest() == answer.headers["X-Sent-SHA256"]
+    records = json.loads(gzip.decompress(answer.wire))  # compressed once, not twice
+    assert len(records) == 300 and all(len(record) == 64 for record in records)
+
+
+def test_a_websocket_is_never_compressed(launch) -> None:
+    server = launch(APP_MODULE="untouched:app")
+    url = server.base_url.replace("http://", "ws://", 1) + "/echo"
+    ws = websocket.create_connection(url, timeout=10, header=[
+        "Accept-Encoding: gzip", "Sec-WebSocket-Extensions: permessage-deflate"])
+    try:
+        assert ws.getstatus() == 101
+        # The app accepted no extension, and Nginx negotiated none of its own.
+        assert not {"content-encoding", "sec-websocket-extensions"} & set(ws.getheaders())
+        text = "compress me if you can " * 1000
+        ws.send(text)
+        echoed = ws.recv_frame()
+        assert (echoed.opcode, echoed.rsv1) == (websocket.ABNF.OPCODE_TEXT, 0)
+        assert echoed.data == text.encode()  # as sent, on the wire
+    finally:
+        ws.close()
 
 
 def test_compression_can_be_off(launch) -> None:
@@ -106,6 +138,8 @@ def test_an_app_under_a_path_prefix(launch) -> None:
     static = requests.get(f"{base}{links['static']}", timeout=10)
     assert static.status_code == 200 and static.headers["Cache-Control"] == HOUR  # Nginx's
     assert requests.get(f"{base}/healthz", timeout=10).status_code == 200  # balancers' path
+    # And under the prefix, through Gunicorn (only /healthz itself drains).
+    assert requests.get(f"{base}/shop/healthz", timeout=10).json() == {"status": "ok"}
 
 
 @pytest.mark.parametrize(("trusted", "seen"), [(TRUSTED, "/api"), ("", "")],
