@@ -11,7 +11,8 @@ The daemon gets the seccomp profile and no-new-privileges as its defaults
 (`--seccomp-profile`, `--no-new-privileges`), as a node's daemon.json gives
 them: Swarm services take neither themselves (docs/deployment.md).
 
-Teardown always runs, in order: the swarm left, the daemon stopped by its pid
+Teardown always runs, in order, each step even when one before it failed (its
+failure is raised after): the swarm left, the daemon stopped by its pid
 (SIGKILL after DOCKERD_STOP_SECONDS), whatever it left killed (its cgroup
 parent's processes and the namespace's), its mounts undone, the namespace
 deleted and the directory removed.
@@ -28,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,21 +301,56 @@ def _remove_cgroups(parent: str) -> None:
                     path.rmdir()
 
 
+def _leave(swarm: Swarm) -> None:
+    """`swarm leave` while the daemon runs; one that does not answer is stopped next."""
+    if swarm.process is not None and swarm.process.poll() is None:
+        with suppress(EngineError, subprocess.TimeoutExpired):
+            swarm.docker("swarm", "leave", "--force", check=False, timeout=60)
+
+
 def _stop_daemon(swarm: Swarm) -> None:
-    """SIGTERM to the daemon by its pid (it stops its containers), SIGKILL if it hangs."""
-    pidfile = swarm.directory / "docker.pid"
+    """SIGTERM to the daemon we started (it stops its containers), SIGKILL if it
+    hangs; a pid file that names another process is raised once it is stopped."""
     process = swarm.process
     if process is None:
         return
-    pid = int(pidfile.read_text()) if pidfile.exists() else process.pid
-    assert pid == process.pid, f"the pid file says {pid}, we started {process.pid}"
+    pidfile = swarm.directory / "docker.pid"
+    # Read first: dockerd removes its pid file as it exits.
+    named = pidfile.read_text().strip() if pidfile.exists() else ""
     if process.poll() is None:
-        os.kill(pid, signal.SIGTERM)
+        process.terminate()
         try:
             process.wait(DOCKERD_STOP_SECONDS)
         except subprocess.TimeoutExpired:
-            os.kill(pid, signal.SIGKILL)
+            process.kill()
             process.wait(30)
+    if named and named != str(process.pid):
+        raise SwarmError(f"the pid file says {named}, we started {process.pid}")
+
+
+def _tear_down(swarm: Swarm) -> None:
+    """Every step in order, each even when one before it failed (a swarm left
+    half torn down breaks the next run); their failures raised after."""
+    steps: list[Callable[[], object]] = [
+        lambda: _leave(swarm),
+        lambda: _stop_daemon(swarm),
+        lambda: _kill_leftovers(swarm),
+        lambda: _unmount_under(swarm.directory),
+        lambda: _remove_cgroups(swarm.cgroup_parent),
+        lambda: run("ip", "netns", "delete", swarm.namespace, check=False),
+        lambda: subprocess.run(["rm", "-rf", "--one-file-system", str(swarm.directory)],
+                               check=False),
+    ]
+    failures = []
+    for step in steps:
+        try:
+            step()
+        except Exception as error:
+            failures.append(error)
+    if len(failures) == 1:
+        raise failures[0]
+    if failures:
+        raise ExceptionGroup("the swarm's teardown failed", failures)
 
 
 @contextmanager
@@ -345,18 +381,7 @@ def started(directory: Path, seccomp_profile: Path, docker: str = "docker") -> I
         swarm.docker("swarm", "init", "--advertise-addr", "127.0.0.1")
         yield swarm
     finally:
-        try:
-            if swarm.process is not None and swarm.process.poll() is None:
-                swarm.docker("swarm", "leave", "--force", check=False, timeout=60)
-        except (EngineError, subprocess.TimeoutExpired):
-            pass
-        finally:
-            _stop_daemon(swarm)
-            _kill_leftovers(swarm)
-            _unmount_under(directory)
-            _remove_cgroups(swarm.cgroup_parent)
-            run("ip", "netns", "delete", namespace, check=False)
-            subprocess.run(["rm", "-rf", "--one-file-system", str(directory)], check=False)
+        _tear_down(swarm)
 
 
 # --- run inside the namespace (python -m harness.swarm get|load ...)

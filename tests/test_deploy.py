@@ -80,6 +80,13 @@ def test_compose_runs_hardened_health_checked_replicas() -> None:
     assert seconds(app["healthcheck"]["timeout"]) < seconds(app["healthcheck"]["interval"])
 
 
+def test_compose_exposes_the_replicas_metrics_port() -> None:
+    """Reachable by a Prometheus on the replicas' network, never published."""
+    app = compose()["services"]["app"]
+    assert app["expose"] == [str(app_settings(app["environment"]).metrics_port)]
+    assert "ports" not in app
+
+
 def test_compose_stop_grace_period_covers_drain_and_graceful_stop() -> None:
     app = compose()["services"]["app"]
     settings = app_settings(app["environment"])

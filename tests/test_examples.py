@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,10 +21,13 @@ from PIL import Image
 from selenium import webdriver
 
 from harness.browser import FLAGS
+from harness.checks import LOG_DELAY_SECONDS, access_log, records
 from harness.containers import Container
 from harness.engine import Engine
 from harness.examples import EXAMPLES
 from harness.images import HARDENED
+from harness.metrics import scrape
+from stack.protocol import HEALTH_PATH
 
 pytestmark = [pytest.mark.image, pytest.mark.hardened, pytest.mark.engine]
 
@@ -31,6 +35,9 @@ PACKAGE = EXAMPLES / "package"
 SHOP = {"APP_MODULE": "shop:create_app()"}
 INSTANCE = "/srv/app/instance"
 SEEDED_ROWS = 20
+COUNT = "http_server_request_duration_seconds_count"
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+TRACEPARENT = f"00-{TRACE}-b7ad6b7169203331-01"
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +200,67 @@ def test_package_failing_prestart_stops_the_container_with_its_code(
     assert "Booting worker" not in logs
 
 
+def app_records(container: Container, message: str) -> list[dict]:
+    """The app's log records that start with `message`, once there is one (the
+    log reaches the engine a moment after the answer) or LOG_DELAY_SECONDS passed."""
+    deadline = time.monotonic() + LOG_DELAY_SECONDS
+    while True:
+        found = [fields for fields in records(container.logs())
+                 if fields.get("source") == "app" and fields["message"].startswith(message)]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def test_package_gets_per_route_metrics_and_joined_logs_with_no_line_of_its_own(
+        shop: Container) -> None:
+    """Issue 21's "done when": the unchanged package's requests are counted under
+    its blueprints' URL rules, never their paths, and a line logged during a
+    request carries that request's ids. The shop logs nothing itself: the line
+    is Flask's own, for an order too large for SQLite's INTEGER (a 500)."""
+    created = requests.post(f"{shop.base_url}/orders/", data={"product_id": 4, "quantity": 1},
+                            allow_redirects=False, timeout=10)
+    assert created.status_code == 303
+    order = created.headers["Location"]
+    # (method, path, form, status, the route the access log and the metrics give)
+    sent = [("GET", "/", None, 200, "/"),
+            ("GET", order, None, 200, "/orders/<int:order_id>"),
+            ("GET", "/orders/999999", None, 404, "/orders/<int:order_id>"),
+            ("GET", "/orders/first", None, 404, "unmatched"),  # the int converter refuses it
+            ("GET", "/static/shop.css", None, 200, "/static/<path:filename>"),
+            ("GET", "/static/catalog/cup.svg", None, 200, "/static/catalog/<path:filename>"),
+            ("GET", "/static/robots.txt", None, 200, "static"),  # Nginx's own
+            ("POST", "/orders/", {"product_id": 4, "quantity": 10**20}, 500, "/orders/")]
+    ids = {created.headers["X-Request-ID"]: "/orders/"}
+    for method, path, form, status, route in sent:
+        answer = requests.request(method, f"{shop.base_url}{path}", data=form, timeout=10,
+                                  allow_redirects=False, headers={"traceparent": TRACEPARENT})
+        assert answer.status_code == status, (path, answer.text)
+        ids[answer.headers["X-Request-ID"]] = route
+    failed = answer.headers["X-Request-ID"]  # the last: the 500
+
+    lines = access_log(shop, *ids)
+    assert {request_id: lines[request_id]["route"] for request_id in ids} == ids
+    found = scrape(shop.metrics_url)
+    # Every line is counted under its route; the engine's health check may add
+    # one of its own at any moment, so /healthz's count is left out.
+    expected = Counter((line["method"], str(line["status"]), line["route"])
+                       for line in lines.values() if line["route"] != HEALTH_PATH)
+    for (method, status, route), count in expected.items():
+        assert found.value(COUNT, http_request_method=method, http_response_status_code=status,
+                           http_route=route) == count, (method, status, route)
+    routes = {series["http_route"] for series in found.series(COUNT)}
+    assert routes >= set(ids.values())
+    assert not routes & {order, "/orders/999999", "/orders/first", "/static/shop.css"}
+
+    # Flask's own line about the 500, joined to its access log line.
+    (logged,) = app_records(shop, "Exception on /orders/ [POST]")
+    assert logged["level"] == "error"
+    assert "OverflowError" in logged["exception"]
+    assert logged["request_id"] == lines[failed]["request_id"] == failed
+    assert logged["trace_id"] == lines[failed]["trace_id"] == TRACE
+
+
 @pytest.fixture
 def chromium_driver(require: Callable[[object, str], None], tmp_path: Path
                     ) -> Iterator[webdriver.Chrome]:
@@ -210,19 +278,22 @@ def chromium_driver(require: Callable[[object, str], None], tmp_path: Path
     browser.quit()
 
 
-def test_package_page_in_chromium_uses_its_stylesheet(
-        shop: Container, chromium_driver: webdriver.Chrome, tmp_path: Path) -> None:
-    chromium_driver.get(f"{shop.base_url}/")
-    assert chromium_driver.title == "Products · Coffee Shop"
-    # shop.css's `h1 { color: rgb(110, 59, 22) }`, as the browser applied it.
-    color = chromium_driver.execute_script(
-        "return getComputedStyle(document.querySelector('h1')).color")
+def assert_styled(browser: webdriver.Chrome) -> None:
+    """The shop's front page as Chromium shows it: shop.css's `h1 { color:
+    rgb(110, 59, 22) }` applied, and every row's image (the blueprint's) decoded."""
+    assert browser.title == "Products · Coffee Shop"
+    color = browser.execute_script("return getComputedStyle(document.querySelector('h1')).color")
     assert color == "rgb(110, 59, 22)"
-    # The blueprint's image, loaded and decoded by the browser.
-    widths = chromium_driver.execute_script(
+    widths = browser.execute_script(
         "return [...document.querySelectorAll('td img')].map(img => img.naturalWidth)")
     assert len(widths) == SEEDED_ROWS
     assert all(width > 0 for width in widths)
+
+
+def test_package_page_in_chromium_uses_its_stylesheet(
+        shop: Container, chromium_driver: webdriver.Chrome, tmp_path: Path) -> None:
+    chromium_driver.get(f"{shop.base_url}/")
+    assert_styled(chromium_driver)
 
     screenshot = tmp_path / "shop.png"
     assert chromium_driver.save_screenshot(str(screenshot))
@@ -237,13 +308,7 @@ def test_package_under_a_path_prefix_in_chromium(
     shop = run_image(package_image, env={**SHOP, "ROOT_PATH": "/shop"},
                      args=hardened_with(new_volume()))
     chromium_driver.get(f"{shop.base_url}/shop/")
-    assert chromium_driver.title == "Products · Coffee Shop"
-    color = chromium_driver.execute_script(
-        "return getComputedStyle(document.querySelector('h1')).color")
-    assert color == "rgb(110, 59, 22)"
-    widths = chromium_driver.execute_script(
-        "return [...document.querySelectorAll('td img')].map(img => img.naturalWidth)")
-    assert len(widths) == SEEDED_ROWS and all(width > 0 for width in widths)
+    assert_styled(chromium_driver)
     home = chromium_driver.execute_script("return document.querySelector('header a').href")
     assert home == f"{shop.base_url}/shop/"
     # The order form posts under the prefix, and its redirect lands there.
