@@ -10,7 +10,12 @@ of our own keeps Nginx's one write() per line, but only the kernel sees it.
 Nothing is lost on the way: a line is in the pipe's kernel buffer once Nginx's
 write() returns, so a killed Nginx worker takes none with it; on stop,
 Supervisord has stopped Nginx before the entrypoint drains the rest. A full pipe
-(1 MiB, several hundred ms of lines at full load) makes Nginx wait, never drop.
+makes Nginx wait, never drop; so the entrypoint also reads as lines come
+(stack/logs.py, `Router.urgent`) whenever the pipe could fill before the next
+take: when it could not be made PIPE_SIZE (the kernel gives a user's new pipes
+8 KiB once its pipes hold fs.pipe-user-pages-soft pages, 64 MiB by default: a
+few dozen containers running as the same UID on one host), or when a quarter
+of it filled between two takes.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import contextlib
 import fcntl
 import os
 
-PIPE_SIZE = 1 << 20  # Linux's pipe-max-size for unprivileged users
+PIPE_SIZE = 1 << 20  # Linux's pipe-max-size for unprivileged users: 0.2 s of lines at 10k req/s
 
 
 class AccessLog:
@@ -29,9 +34,12 @@ class AccessLog:
     def __init__(self) -> None:
         self._read, self._write = os.pipe2(os.O_CLOEXEC)
         os.set_blocking(self._read, False)
-        # A smaller pipe still works: Nginx would wait for the next flush sooner.
+        # Refused (EPERM) once the user's pipes hold their share of the kernel's
+        # memory: then the pipe stays as small as it was made.
         with contextlib.suppress(OSError):
             fcntl.fcntl(self._write, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        self.size = fcntl.fcntl(self._write, fcntl.F_GETPIPE_SZ)
+        self.fd = self._read  # for a poller: readable when a line is there
         self.path = f"/proc/{os.getpid()}/fd/{self._write}"
         self._partial = b""
 

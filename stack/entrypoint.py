@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from supervisor import poller, supervisord
 
 from stack import app_commands, gunicorn_args, nginx_config, rundir, start
-from stack.accesslog import AccessLog
+from stack.accesslog import PIPE_SIZE, AccessLog
 from stack.app_commands import log
 from stack.logs import Output, Router
 from stack.rundir import RunDir
@@ -95,22 +95,33 @@ class _PromptPoller(poller.Poller):  # type: ignore[misc,valid-type]
     def poll(self, timeout: float) -> tuple[list[int], list[int]]:
         if self._at_once:
             self._at_once, timeout = False, 0
-        output = self.router.output if self.router else None
+        router = self.router
+        output = router.output if router else None
         # What waits for stdout goes out as soon as its reader takes more, not a
         # pipe's worth per tick: that would cap the log at 64 KiB / FLUSH_SECONDS.
         waiting = output is not None and output.waiting()
         if waiting:
             self.register_writable(output.fd)
-        if self.router:
-            timeout = self.router.timeout(timeout)
+        # Nginx waits while the access log's pipe is full: read it as lines
+        # come when it could fill before the next tick.
+        access = router.access_log if router and router.urgent else None
+        if access is not None:
+            self.register_readable(access.fd)
+        if router:
+            timeout = router.timeout(timeout)
         readables, writables = super().poll(timeout)
         if waiting:
             self.unregister_writable(output.fd)
             if output.fd in writables:
                 writables.remove(output.fd)
             output.flush()  # also when poll saw an error on it: a gone reader (EPIPE)
-        if self.router:
-            self.router.tick()
+        if access is not None:
+            self.unregister_readable(access.fd)
+            if access.fd in readables:
+                readables.remove(access.fd)
+                router.take_access_log()
+        if router:
+            router.tick()
         if self._wakeup in readables:  # not Supervisord's: it would unregister it
             readables.remove(self._wakeup)
             with contextlib.suppress(BlockingIOError):
@@ -179,7 +190,12 @@ def serve(command: list[str]) -> int:
         if metrics is None:
             router.close()
             return EX_UNAVAILABLE
-        router.on_access = metrics.observe
+        router.on_access = metrics.observe_line
+    if access_log and access_log.size < PIPE_SIZE:
+        say(f"the access log's pipe is {access_log.size >> 10} KiB, not {PIPE_SIZE >> 10}: "
+            "this UID's pipes hold their share of the kernel's memory "
+            "(fs.pipe-user-pages-soft; many containers of one UID on a host); "
+            "it is read as lines come", "warning")
     threads = f" x {settings.threads} threads" if settings.worker_class == "gthread" else ""
     say(f"serving {settings.app_module} on port {settings.port}: "
         f"{settings.gunicorn_workers} {settings.worker_class} workers{threads} "

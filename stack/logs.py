@@ -29,7 +29,7 @@ from typing import Any
 
 from supervisor import loggers
 
-from stack.accesslog import AccessLog
+from stack.accesslog import PIPE_SIZE, AccessLog
 from stack.logformat import level_of, nginx_fields, record, render
 
 FLUSH_SECONDS = 0.2  # an access log line reaches stdout at most this late (plus one write)
@@ -91,7 +91,7 @@ class Output:
 class Router:
     def __init__(self, output: Output, text: bool, access_log: AccessLog | None = None,
                  print_access: bool = True,
-                 on_access: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_access: Callable[[bytes], None] | None = None) -> None:
         self.output = output
         self.text = text
         self.access_log = access_log
@@ -100,6 +100,10 @@ class Router:
         self.partial: dict[tuple[str, str], bytes] = {}
         self.traceback: dict[tuple[str, str], list[str]] = {}
         self.due = time.monotonic() + FLUSH_SECONDS
+        # Read the access log as lines come, not only every FLUSH_SECONDS: its
+        # pipe is small, or filled fast (stack/accesslog.py).
+        self.urgent = access_log is not None and access_log.size < PIPE_SIZE
+        self.taken = 0  # bytes of access log taken since the last tick
 
     # --- lines in
 
@@ -181,6 +185,10 @@ class Router:
             return
         self.due = now + FLUSH_SECONDS
         self.take_access_log()
+        if self.access_log is not None:
+            self.urgent = (self.access_log.size < PIPE_SIZE
+                           or self.taken >= self.access_log.size // 4)
+            self.taken = 0
         for key in list(self.traceback):  # nothing more came: it ended there
             self.end_traceback(key)
         self.output.flush()
@@ -189,19 +197,15 @@ class Router:
         if self.access_log is None:
             return
         data = self.access_log.take(final)
+        self.taken += len(data)
         if not data:
             return
         lines = data.splitlines()
-        if self.on_access or self.text:
-            for raw in lines:
-                try:
-                    fields = json.loads(raw)
-                except ValueError:  # not Nginx's: it would be a bug of ours, still shown
-                    fields = record("nginx", "error", raw.decode(errors="replace"))
-                if self.on_access:
-                    self.on_access(fields)
-                if self.print_access and self.text:
-                    self.line(fields)
+        for raw in lines if self.on_access or self.text else ():
+            if self.on_access:
+                self.on_access(raw)
+            if self.print_access and self.text:
+                self.line(access_fields(raw))
         if self.print_access and not self.text:
             self.output.write(data if data.endswith(b"\n") else data + b"\n", len(lines))
 
@@ -211,6 +215,18 @@ class Router:
         for program in {key[0] for key in (*self.partial, *self.traceback)}:
             self.close_program(program)
         self.output.flush(FINAL_FLUSH_SECONDS)
+
+
+def access_fields(raw: bytes) -> dict[str, Any]:
+    """An access log line's fields."""
+    try:
+        fields = json.loads(raw)
+    except ValueError:
+        fields = None
+    if isinstance(fields, dict):
+        return fields
+    # Not Nginx's: it would be a bug of ours, still shown.
+    return record("nginx", "error", raw.decode(errors="replace"))
 
 
 class _SupervisorHandler(loggers.Handler):  # type: ignore[misc]

@@ -4,6 +4,8 @@ value can inject a directive (stack/nginx_config.py, nginx/nginx.conf.j2)."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stack import nginx_config
+from stack.metrics import ACCESS_FIELDS, request_fields
 from stack.rundir import RunDir
 from stack.settings import SETTINGS, SettingError, load
 
@@ -115,3 +118,41 @@ def test_nginx_accepts_what_the_settings_accept(run: RunDir, require: Any, name:
     test = subprocess.run(["nginx", "-t", "-q", "-p", run.root, "-c", str(rendered)],
                           capture_output=True, text=True)
     assert test.returncode == 0, (name, value, test.stderr)
+
+
+# A value for each variable of the access log's format, awkward where a client
+# chooses it: quotes, backslashes and braces in the path, an empty body length.
+LOGGED = {"$request_uri": '/o/"x"\\y}?{a=1', "$request_method": "PATCH",
+          "$route": "/orders/<int:order_id>", "$status": "404", "$body_bytes_sent": "17",
+          "$content_length": "", "$request_time": "0.125", "$http_user_agent": 'a "b" \\c'}
+
+
+@pytest.mark.app
+def test_the_metrics_read_each_access_log_line_as_json_would(run: RunDir) -> None:
+    """stack/metrics.py finds its fields in an access log line by a regular
+    expression that knows log_format's order: a line the rendered format makes
+    gives the same fields as json.loads, and it is the expression that read it."""
+    (log_format,) = [d for d in crossplane_all(parsed(render({}, run)))
+                     if d["directive"] == "log_format"]
+    _name, escape, *template = log_format["args"]
+    assert escape == "escape=json"
+    line = "".join(template)
+    for variable in sorted(set(re.findall(r"\$\w+", line)), key=len, reverse=True):
+        value = LOGGED.get(variable, "v")
+        line = line.replace(variable, json.dumps(value)[1:-1])
+    raw = line.encode()
+    assert ACCESS_FIELDS.search(raw), line
+    fast, slow = request_fields(raw), json.loads(raw)
+    assert (fast["method"], fast["route"], str(fast["status"])) == (
+        slow["method"], slow["route"], str(slow["status"]))
+    assert (int(fast["bytes"]), float(fast["duration"])) == (slow["bytes"], slow["duration"])
+    assert int(fast["request_body_bytes"] or 0) == int(slow["request_body_bytes"] or 0)
+
+
+def crossplane_all(directives: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every directive, nested ones too."""
+    found = []
+    for directive in directives:
+        found.append(directive)
+        found += crossplane_all(directive.get("block") or [])
+    return found
