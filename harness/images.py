@@ -11,15 +11,20 @@ from pathlib import Path
 from harness.deployfiles import HAPROXY_DIR
 from harness.engine import Engine
 from harness.paths import ROOT
+from harness.variants import DEFAULT, chosen
 
+# The variant the image layers build (VARIANT=py3.14; the default's build
+# arguments are the Dockerfile's own).
+VARIANT = chosen()
 # IMAGE_TAG: so that two checkouts testing at once do not tag over each other's image.
-IMAGE_TAG = os.environ.get("IMAGE_TAG") or "localhost/flask-stack:test"
+IMAGE_TAG = os.environ.get("IMAGE_TAG") or (
+    "localhost/flask-stack:test" + ("" if VARIANT == DEFAULT else f"-{VARIANT.name}"))
 # What the image copies into /srv; the stack layer copies likewise.
 RUNTIME_FILES = ("app", "nginx", "stack", "supervisord.conf")
 # The lock files the image installs into its one venv: the stack's, then the app's.
 LOCKS = (ROOT / "stack" / "requirements.txt", ROOT / "app" / "requirements.txt")
 # The two images a project of its own builds on (examples/external's Dockerfile
-# names them), and that project.
+# names them; they are VARIANT's), and that project.
 BUILDER_TAG, RUNTIME_TAG = "flask-stack:builder", "flask-stack:runtime"
 EXTERNAL = ROOT / "examples" / "external"
 EXTERNAL_LOCKS = (LOCKS[0], EXTERNAL / "requirements.txt")
@@ -68,7 +73,10 @@ def build_image(engine: Engine, tag: str, target: str | None = None,
         args += ["--platform", platform]
     if engine.command == "podman":
         args += ["--format", "docker"]  # Podman's OCI format would drop HEALTHCHECK
-    build_args = dict(build_args or {})
+    # The stack's Dockerfile (a context with the stack's files: this repository,
+    # an example's) builds VARIANT, unless the caller names its own (the release).
+    variant_args = VARIANT.build_args if VARIANT != DEFAULT and (context / "stack").is_dir() else {}
+    build_args = {**variant_args, **(build_args or {})}
     base_image = base_image or os.environ.get("BASE_IMAGE")
     if base_image:
         build_args["BASE_IMAGE"] = base_image

@@ -6,7 +6,9 @@ test keeps the two equal), so `docker build .` builds it.
 
 from __future__ import annotations
 
+import os
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 # Debian's architecture names, as .ci/base-image and the platforms (linux/arm64) spell them.
@@ -19,6 +21,10 @@ class Variant:
     suite: str  # the Debian release its base image, Python and Nginx come from
     python: str
     nginx: str
+    # The default image's size may not grow past these (bytes): uncompressed as
+    # the engine reports it, and gzip -6 of `save`.
+    max_size: int
+    max_compressed: int
 
     @property
     def base_image(self) -> str:
@@ -39,8 +45,12 @@ class Variant:
 
 
 VARIANTS = (
-    Variant("py3.13", "trixie", "3.13", "1.26"),  # Debian stable
-    Variant("py3.14", "forky", "3.14", "1.30"),  # Debian testing
+    # Debian stable. Issue #3's 35 MB, and for its unmet 15 MB compressed, the
+    # size measured in the README.
+    Variant("py3.13", "trixie", "3.13", "1.26", 35_000_000, 16_700_000),
+    # Debian testing: the newer Python and Nginx alone add 3.5 MB; compressed,
+    # the size measured.
+    Variant("py3.14", "forky", "3.14", "1.30", 38_000_000, 18_700_000),
 )
 DEFAULT = VARIANTS[0]
 
@@ -52,3 +62,8 @@ def variant(name: str) -> Variant:
             return candidate
     raise ValueError(f"no variant {name!r}: expected one of "
                      + ", ".join(v.name for v in VARIANTS))
+
+
+def chosen(environ: Mapping[str, str] = os.environ) -> Variant:
+    """The variant the image layers build and run: VARIANT (py3.14), or the default."""
+    return variant(environ.get("VARIANT", "").strip() or DEFAULT.name)

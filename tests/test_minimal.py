@@ -17,7 +17,7 @@ import pytest
 
 from harness.checks import assert_within_size_budget, log_text
 from harness.engine import Engine
-from harness.images import EXTERNAL_LOCKS, LOCKS, build_image, export, locked
+from harness.images import EXTERNAL_LOCKS, LOCKS, VARIANT, build_image, export, locked
 from stack.build.packages import APP_ZIP, STACK_ZIP
 from stack.build.rootfs import EXCLUDED_EXTENSIONS, EXCLUDED_STDLIB, UNUSABLE_STDLIB
 
@@ -121,12 +121,12 @@ def test_every_binary_and_library_has_its_package_entry(files: Files) -> None:
         stanza = files.read(f"/var/lib/dpkg/status.d/{package}").decode()
         assert f"Package: {package}\n" in stanza and "\nVersion: " in stanza
         assert files.exists(f"/usr/share/doc/{package}/copyright"), package
-    assert {"nginx", "libc6", "libssl3t64", "python3.13-minimal"} <= packages
-    assert b"trixie" in files.read("/etc/os-release")
+    assert {"nginx", "libc6", "libssl3t64", f"python{VARIANT.python}-minimal"} <= packages
+    assert f"VERSION_CODENAME={VARIANT.suite}\n".encode() in files.read("/etc/os-release")
 
 
 def test_every_python_distribution_has_its_dist_info(files: Files) -> None:
-    site = "/opt/venv/lib/python3.13/site-packages/"
+    site = f"/opt/venv/lib/python{VARIANT.python}/site-packages/"
     recorded: set[str] = set()
     for path in files.members:
         if path.startswith(site) and path.endswith(".dist-info/RECORD"):
@@ -147,6 +147,17 @@ def test_every_python_distribution_has_its_dist_info(files: Files) -> None:
     for name, version in locked(files.locks).items():
         dist_info = f"{site}{name.replace('-', '_')}-{version}.dist-info/METADATA"
         assert dist_info in files.members, dist_info
+
+
+def test_werkzeugs_debugger_reads_its_files_from_the_zip(engine: Engine, image: str) -> None:
+    """Werkzeug is zipped (stack/build/packages.py's THROUGH_LOADER) because what
+    it reads beside its code it reads through the import system."""
+    probe = ("import pkgutil, werkzeug; print(werkzeug.__file__); "
+             "print(len(pkgutil.get_data('werkzeug.debug', 'shared/debugger.js')))")
+    where, size = engine("run", "--rm", "--entrypoint", "python", image, "-c", probe,
+                         timeout=60).splitlines()[-2:]
+    assert f"/{APP_ZIP}/werkzeug/" in where
+    assert int(size) > 1000
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,16 @@ import pytest
 from packageurl import PackageURL
 
 from harness.engine import Engine
-from harness.images import EXTERNAL_LOCKS, IMAGE_TAG, build_image, export, locked
+from harness.images import EXTERNAL_LOCKS, IMAGE_TAG, VARIANT, build_image, export, locked
 from harness.sboms import assert_complete, assert_valid, purls
 from stack.build import pkgmeta
 from stack.build.sbom import CDX_FILE, SBOM_DIR, SPDX_FILE
 from tools.xray.facts import Facts
 from tools.xray.gather import gather
+
+# How scanners name each suite's release: its VERSION_ID, or for Debian testing,
+# which has none yet, its codename.
+DISTRO_VERSION = {"trixie": "13", "forky": "forky"}
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(600)]
 
@@ -94,9 +98,10 @@ def test_purls_are_canonical_and_name_the_distribution(sboms: Sboms) -> None:
         for purl in listed:
             if purl.type == "deb":
                 assert purl.namespace == "debian"
-                assert purl.qualifiers["distro"] == f"debian-{release['VERSION_ID']}"
+                assert purl.qualifiers["distro"] == f"debian-{DISTRO_VERSION[VARIANT.suite]}"
     (system,) = [c for c in sboms.cdx["components"] if c["type"] == "operating-system"]
-    assert (system["name"], system["version"]) == ("debian", release["VERSION_ID"])
+    assert (system["name"], system["version"]) == ("debian", DISTRO_VERSION[VARIANT.suite])
+    assert release.get("VERSION_ID", release["VERSION_CODENAME"]) == DISTRO_VERSION[VARIANT.suite]
 
 
 @pytest.mark.parametrize("sboms", ["external"], indirect=True)

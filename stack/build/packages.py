@@ -4,13 +4,15 @@ image keeps them: bytecode only, pure-Python packages zipped.
     python3 packages.py VENV LOCK [LOCK ...]
 Every LOCK is installed together (--require-hashes, --no-deps), so a package two
 locks pin differently stops the install, and `pip check` then proves each
-requirement met. Libraries become bytecode without their test suites: half the
+requirement met. Libraries become bytecode without their test suites, C sources,
+type stubs and what serves a part of theirs the stack never runs: half the
 size. The pure-Python packages this install added go into one zip (43 % of
 their size: the stack's in STACK_ZIP, an app's in APP_ZIP), which joins
 sys.path through a .pth file of the same name. A
 package stays a directory when something in it must be a real file: an
 extension module (dlopen() needs a path) or data it opens by path (Supervisor
-reads its version.txt; Werkzeug's debugger serves its files). Every *.dist-info
+reads its version.txt). Data read through the import system zips too
+(THROUGH_LOADER). Every *.dist-info
 stays where it is, so importlib.metadata, pip and scanners still see each
 distribution. The Dockerfile's builder runs it for the stack's lock, and
 add.py for an app's.
@@ -29,6 +31,16 @@ from pathlib import Path
 # Files a package may hold and still be zipped: bytecode, and type hints and
 # notes that nothing reads at run time.
 PORTABLE = (".pyc", ".pyi", ".md", "py.typed")
+# What nothing reads at run time: sources, with the bytecode there (C sources
+# beside a built extension; type stubs serve editors)...
+SOURCES = ("*.py", "*.c", "*.h", "*.pyi")
+# ...and what serves what this stack never runs: Supervisor's web UI and
+# sample files (it has no control interface, and its configuration is ours).
+UNSERVED = ("supervisor/ui", "supervisor/skel", "supervisor/scripts")
+# Packages whose other files are read with pkgutil.get_data, which reads a zip
+# as well as a directory: Werkzeug's debugger serves its shared/ files so.
+THROUGH_LOADER = ("werkzeug",)
+EXTENSION = ".so"
 STACK_ZIP = "packages.zip"
 APP_ZIP = "app-packages.zip"
 
@@ -64,15 +76,20 @@ def to_bytecode(site: Path) -> None:
     compileall.compile_dir(site, quiet=1, legacy=True, workers=0,
                            invalidation_mode=compileall.py_compile.PycInvalidationMode
                            .UNCHECKED_HASH)
-    for source in site.rglob("*.py"):
-        source.unlink()
-    for directory in [*site.rglob("__pycache__"), *site.rglob("tests")]:
+    for pattern in SOURCES:
+        for source in site.rglob(pattern):
+            source.unlink()
+    for directory in [*site.rglob("__pycache__"), *site.rglob("tests"),
+                      *(site / path for path in UNSERVED)]:
         if directory.is_dir():
             shutil.rmtree(directory)
 
 
 def zippable(package: Path) -> bool:
-    return all(file.name.endswith(PORTABLE) for file in package.rglob("*") if file.is_file())
+    files = [file for file in package.rglob("*") if file.is_file()]
+    if package.name in THROUGH_LOADER:
+        return not any(file.name.endswith(EXTENSION) for file in files)
+    return all(file.name.endswith(PORTABLE) for file in files)
 
 
 def zip_packages(site: Path, name: str, already: set[str]) -> list[str]:
