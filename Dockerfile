@@ -16,11 +16,15 @@ ARG PYTHON_VERSION=3.13
 ARG NGINX_VERSION=1.26
 
 # Python and Nginx from Debian, at trixie's current security updates (the
-# upgrade covers what the base image already had, such as libzstd1).
+# upgrade covers what the base image already had, such as libzstd1), with what
+# the later stages need: pip for the builder, BusyBox for the debug target.
+# One apt run: an arm64 build runs each under emulation, for minutes. The
+# runtime takes only what its files need (stack/build/rootfs.py).
 FROM ${BASE_IMAGE} AS debian
 RUN apt-get update \
  && apt-get upgrade -y \
  && apt-get install -y --no-install-recommends python3 nginx ca-certificates \
+      python3-pip busybox-static \
  && rm -rf /var/lib/apt/lists/* /var/log/*
 
 # The builder: Debian's Python with pip, the stack's virtual environment, the
@@ -29,10 +33,7 @@ RUN apt-get update \
 FROM debian AS builder
 ARG PYTHON_VERSION
 ARG NGINX_VERSION
-RUN apt-get update \
- && apt-get install -y --no-install-recommends python3-pip \
- && rm -rf /var/lib/apt/lists/* \
- && python3 -c "import sys; assert sys.version.startswith('${PYTHON_VERSION}.'), sys.version" \
+RUN python3 -c "import sys; assert sys.version.startswith('${PYTHON_VERSION}.'), sys.version" \
  && nginx -v 2>/tmp/nginx-version && grep -q "nginx/${NGINX_VERSION}\." /tmp/nginx-version
 # The stack's own lock (hashes required) as bytecode, pure-Python packages
 # zipped. The CA bundle is mounted for this step only; no image keeps it.
@@ -117,13 +118,8 @@ COPY --from=app-dependencies /added/ /
 COPY ${APP_SOURCE} /srv/app
 
 # For troubleshooting: the same image plus BusyBox's shell and tools.
-FROM debian AS busybox
-RUN apt-get update \
- && apt-get install -y --no-install-recommends busybox-static \
- && rm -rf /var/lib/apt/lists/*
-
 FROM app AS debug
-COPY --from=busybox /bin/busybox /usr/bin/busybox
+COPY --from=debian /bin/busybox /usr/bin/busybox
 USER 0
 RUN ["/usr/bin/busybox", "--install", "-s", "/usr/bin"]
 USER 10001:10001

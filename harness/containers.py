@@ -53,7 +53,9 @@ class Container:
                               env=self.engine.environ())
 
     def remove(self) -> None:
-        self.engine("rm", "--force", self.id, check=False)
+        # Podman's --force stops first, for up to the stop timeout; Docker's kills.
+        now = ("--time", "0") if self.engine.command == "podman" else ()
+        self.engine("rm", "--force", *now, self.id, check=False)
 
     def terminate(self) -> None:
         """SIGTERM to the main process, as `docker stop` sends first."""

@@ -154,9 +154,10 @@ def external_image(engine: Engine, stack_images: tuple[str, str]) -> str:
     return build_image(engine, "localhost/flask-stack-external:test", context=EXTERNAL)
 
 
-@pytest.fixture(scope="session")
-def run_image(engine: Engine) -> Iterator:
-    """Run any image: run_image(IMAGE, env={...}, args=(...), wait=True, command=(...))."""
+def running(engine: Engine) -> Iterator[Callable[..., Container]]:
+    """run(IMAGE, env={...}, args=(...), wait=True, command=(...)); what it started is
+    removed when its fixture's scope ends. A container left running costs the
+    tests after it CPU, memory and its user's share of the kernel's pipe memory."""
     started: list[Container] = []
 
     def run(image: str, env: dict[str, str] | None = None, args: tuple[str, ...] = (),
@@ -172,9 +173,28 @@ def run_image(engine: Engine) -> Iterator:
         container.remove()
 
 
+@pytest.fixture
+def run_image(engine: Engine) -> Iterator[Callable[..., Container]]:
+    """Run any image for one test (see `running`)."""
+    yield from running(engine)
+
+
+@pytest.fixture(scope="module")
+def run_image_for_module(engine: Engine) -> Iterator[Callable[..., Container]]:
+    """Run any image for a module's tests (see `running`)."""
+    yield from running(engine)
+
+
 @pytest.fixture(scope="session")
+def run_image_for_session(engine: Engine) -> Iterator[Callable[..., Container]]:
+    """Run any image for the whole session (see `running`)."""
+    yield from running(engine)
+
+
+@pytest.fixture
 def run_container(run_image, image: str):  # type: ignore[no-untyped-def]
-    """Run the image: run_container(env={...}, args=(...), wait=True, command=(...))."""
+    """Run the image for one test: run_container(env={...}, args=(...), wait=True,
+    command=(...))."""
     def run(env: dict[str, str] | None = None, args: tuple[str, ...] = (),
             wait: bool = True, image: str = image, command: tuple[str, ...] = ()) -> Container:
         return run_image(image, env, args, wait, command)
@@ -199,13 +219,14 @@ def example_image(engine: Engine, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture(scope="session")
-def container(run_container) -> Container:  # type: ignore[no-untyped-def]
-    return run_container()
+def container(run_image_for_session, image: str) -> Container:  # type: ignore[no-untyped-def]
+    return run_image_for_session(image)
 
 
 @pytest.fixture(scope="session")
-def hardened_container(run_container) -> Container:  # type: ignore[no-untyped-def]
-    return run_container(args=HARDENED)
+def hardened_container(run_image_for_session, image: str  # type: ignore[no-untyped-def]
+                       ) -> Container:
+    return run_image_for_session(image, args=HARDENED)
 
 
 LAYER_PARAMS = [pytest.param(layer, marks=getattr(pytest.mark, layer)) for layer in RUNNING]

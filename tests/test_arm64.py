@@ -43,8 +43,9 @@ def arm64_image(engine: Engine, require: Callable[[object, str], None]) -> str:
 
 
 @pytest.fixture(scope="module")
-def arm64_container(run_container, arm64_image: str) -> Container:  # type: ignore[no-untyped-def]
-    return run_container(image=arm64_image)
+def arm64_container(run_image_for_module, arm64_image: str  # type: ignore[no-untyped-def]
+                    ) -> Container:
+    return run_image_for_module(arm64_image)
 
 
 def test_it_is_an_arm64_image(engine: Engine, arm64_image: str) -> None:

@@ -88,9 +88,9 @@ def package_image(example_image: Callable[[str], str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def shop(run_image: Callable[..., Container], package_image: str,
+def shop(run_image_for_module: Callable[..., Container], package_image: str,
          new_volume: Callable[[], str]) -> Container:
-    return run_image(package_image, env=SHOP, args=hardened_with(new_volume()))
+    return run_image_for_module(package_image, env=SHOP, args=hardened_with(new_volume()))
 
 
 def test_package_page_renders_the_seeded_rows(shop: Container) -> None:
@@ -325,9 +325,9 @@ def test_package_under_a_path_prefix_in_chromium(
 
 
 @pytest.fixture(scope="module")
-def echo(run_image: Callable[..., Container], example_image: Callable[[str], str]
-         ) -> Container:
-    return run_image(example_image("websocket"), args=HARDENED)
+def echo(run_image_for_module: Callable[..., Container],
+         example_image: Callable[[str], str]) -> Container:
+    return run_image_for_module(example_image("websocket"), args=HARDENED)
 
 
 def test_websocket_echoes_through_port_1300(echo: Container) -> None:
@@ -367,8 +367,8 @@ def native_image(example_image: Callable[[str], str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def native(run_image: Callable[..., Container], native_image: str) -> Container:
-    return run_image(native_image, args=HARDENED)
+def native(run_image_for_module: Callable[..., Container], native_image: str) -> Container:
+    return run_image_for_module(native_image, args=HARDENED)
 
 
 def test_native_pillow_makes_a_png_thumbnail(native: Container) -> None:

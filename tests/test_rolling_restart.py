@@ -54,13 +54,13 @@ def slow_answers_after(container: Container, since: float) -> int:
 
 
 @pytest.fixture(scope="module")
-def proxy_address(run_container) -> str:  # type: ignore[no-untyped-def]
+def proxy_address(run_image_for_module, image: str) -> str:  # type: ignore[no-untyped-def]
     """Where a connection to a published port comes from, as the app sees it.
 
     Asked, not guessed: the engine's port forwarding decides (Podman's
     netavark and Docker's proxy both connect from the bridge's gateway).
     """
-    probe = run_container(args=HARDENED)
+    probe = run_image_for_module(image, args=HARDENED)
     seen = requests.get(f"{probe.base_url}/whoami", timeout=5).json()["client"]
     probe.stop()
     # Were it loopback, HAProxy's own entry in X-Forwarded-For would be trusted
@@ -70,7 +70,8 @@ def proxy_address(run_container) -> str:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def balanced(run_container, proxy_address: str, tmp_path_factory: pytest.TempPathFactory,
+def balanced(run_image_for_module, image: str, proxy_address: str,  # type: ignore[no-untyped-def]
+             tmp_path_factory: pytest.TempPathFactory,
              require: Callable[[object, str], None],
              ) -> Iterator[tuple[HAProxy, dict[str, Container], Callable[[], Container]]]:
     """HAProxy and its replicas: the address test reads them, the restart test replaces them."""
@@ -81,7 +82,7 @@ def balanced(run_container, proxy_address: str, tmp_path_factory: pytest.TempPat
     started: list[Container] = []
 
     def replica() -> Container:
-        started.append(run_container(env=env, args=HARDENED, wait=False))
+        started.append(run_image_for_module(image, env=env, args=HARDENED, wait=False))
         return started[-1]
 
     replicas = {f"app{i}": replica() for i in range(1, REPLICAS + 1)}
@@ -93,7 +94,7 @@ def balanced(run_container, proxy_address: str, tmp_path_factory: pytest.TempPat
         yield haproxy.start(), replicas, replica
     finally:
         haproxy.stop()
-        # No drain at the end: the session's clean-up would wait it out for each.
+        # No drain at the end: the module's clean-up would wait it out for each.
         for container in started:
             container.engine("kill", container.id, check=False)
 
