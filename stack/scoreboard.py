@@ -27,6 +27,9 @@ _SAID = ("", "stopped", "recycled", "timeout")  # a slot's cause field: an index
 HEADER = struct.Struct("<8s3Q")  # magic, replacements by cause (CAUSES' order)
 SLOT = struct.Struct("<iIII")  # pid (0: free), busy threads, cause said (_SAID), connections
 MAGIC = b"fstack01"
+# A slot's connections once its worker takes no more work (recycled, past TIMEOUT,
+# stopping): the others must not balance against what it still holds.
+RETIRING = 0xFFFFFFFF
 SIZE = HEADER.size + SLOTS * SLOT.size
 
 
@@ -92,15 +95,19 @@ class Scoreboard:
     def busy(self, slot: int, threads: int) -> None:
         struct.pack_into("<I", self.map, self._offset(slot) + 4, threads)
 
-    def connections(self, slot: int, count: int) -> None:
-        struct.pack_into("<I", self.map, self._offset(slot) + 12, count)
+    def connections(self, slot: int, count: int | None) -> None:
+        """The connections the worker holds; None once it takes no more work."""
+        struct.pack_into("<I", self.map, self._offset(slot) + 12,
+                         RETIRING if count is None else count)
 
     def fewest_connections(self, slot: int, span: int) -> int | None:
-        """The connections of the other live worker that holds fewest, among the
-        first `span` slots (a master fills the lowest free ones); None if none lives."""
+        """The connections of the other worker taking work that holds fewest, among
+        the first `span` slots (a master fills the lowest free ones); None if none.
+        A retiring worker is left out: it lingers up to seconds on its last
+        connections, and while it did, the others, holding more, took none."""
         view = memoryview(self.map)[HEADER.size:HEADER.size + span * SLOT.size]
         held = [count for index, (pid, _, _, count) in enumerate(SLOT.iter_unpack(view))
-                if pid and index != slot]
+                if pid and index != slot and count != RETIRING]
         return min(held) if held else None
 
     def exiting(self, slot: int, cause: str) -> None:

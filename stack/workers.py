@@ -200,7 +200,7 @@ class ThreadWorker(gthread.ThreadWorker):
         """Gunicorn's main loop and its graceful stop both come by here at least
         once a second: that is where requests past TIMEOUT are found."""
         super().wait_for_and_dispatch_events(timeout)
-        self.scoreboard.connections(self.slot, self.nr_conns)
+        self.scoreboard.connections(self.slot, self.nr_conns if self.alive else None)
         self.cut_timed_out()
 
     def cut_timed_out(self) -> None:

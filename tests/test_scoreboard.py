@@ -89,3 +89,19 @@ def test_a_stopped_worker_replaces_nothing(tmp_path: Path) -> None:
     board.started(slot, 2)
     assert board.reaped(slot, aborted=True) == "timeout"  # a sync worker the master killed
     assert board.read().replacements == {"recycled": 0, "timeout": 1, "crashed": 0}
+
+
+def test_a_retiring_worker_is_not_balanced_against(tmp_path: Path) -> None:
+    """A worker past MAX_REQUESTS lingers on its last kept-alive connections:
+    the others, holding more, must go on taking work, not wait for it."""
+    board = Scoreboard(str(tmp_path / "scoreboard"), create=True)
+    slots = [board.claim(set()), board.claim({0}), board.claim({0, 1})]
+    for slot, (pid, held) in zip(slots, ((11, 20), (12, 18), (13, 2)), strict=True):
+        board.started(slot, pid)
+        board.connections(slot, held)
+    assert board.fewest_connections(slots[0], span=6) == 2
+    board.connections(slots[2], None)  # it retires
+    assert board.fewest_connections(slots[0], span=6) == 18
+    assert board.fewest_connections(slots[1], span=6) == 20
+    board.connections(slots[1], None)
+    assert board.fewest_connections(slots[0], span=6) is None
