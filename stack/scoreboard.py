@@ -110,8 +110,16 @@ class Scoreboard:
                 if pid and index != slot and count != RETIRING]
         return min(held) if held else None
 
+    def retiring(self) -> int:
+        """Live workers that said they go of their own accord (recycled, past
+        TIMEOUT) and still linger: the master forks their replacements at once."""
+        view = memoryview(self.map)[HEADER.size:SIZE]
+        return sum(1 for pid, _, said, _ in SLOT.iter_unpack(view)
+                   if pid and _SAID[said] in ("recycled", "timeout"))
+
     def exiting(self, slot: int, cause: str) -> None:
-        """What the worker says of its exit: stopped, recycled or timeout."""
+        """What the worker says of its exit: stopped, recycled or timeout (said as
+        it stops taking work, and again as it exits)."""
         struct.pack_into("<I", self.map, self._offset(slot) + 8, _SAID.index(cause))
 
     # --- PID 1

@@ -9,9 +9,9 @@ handler that never returns would hold its thread for ever, and enough of them
 leave a worker that is alive and serves nothing. Here, a request past TIMEOUT:
 - gets the stack's JSON 504 at once (or its connection closed, if the app had
   begun its answer), and the log says which request and route it was;
-- retires its worker: it takes nothing new, its other requests get
-  GRACEFUL_TIMEOUT to finish, then it exits, hung thread and all, and the
-  master starts another.
+- retires its worker: it takes nothing new, the master starts another at
+  once, its other requests get GRACEFUL_TIMEOUT to finish, then it exits,
+  hung thread and all.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -133,6 +134,7 @@ class ThreadWorker(gthread.ThreadWorker):
         self.queued: dict[int, tuple[Any, Any]] = {}  # submitted, not started: conn, future
         self.timed_out: set[int] = set()  # the connections cut at TIMEOUT
         self.shed: set[int] = set()  # answered with Connection: close, to balance
+        self.said_why = False  # whether it said why it takes no more work
         global CURRENT
         CURRENT = self
         super().init_process()
@@ -202,6 +204,15 @@ class ThreadWorker(gthread.ThreadWorker):
         super().wait_for_and_dispatch_events(timeout)
         self.scoreboard.connections(self.slot, self.nr_conns if self.alive else None)
         self.cut_timed_out()
+        if not self.alive and not self.said_why:
+            self.said_why = True
+            if (cause := exit_cause(self)) != "stopped":
+                # Retiring of its own accord: say so, and wake the master's loop
+                # as a child's exit would, so that it forks the replacement now
+                # (replace_retiring), not once this one has lingered and exited.
+                self.scoreboard.exiting(self.slot, cause)
+                with contextlib.suppress(ProcessLookupError):  # the master is gone
+                    os.kill(self.ppid, signal.SIGCHLD)
 
     def cut_timed_out(self) -> None:
         deadline = time.monotonic() - self.cfg.timeout
@@ -312,6 +323,23 @@ def on_starting(server: Any) -> None:
     path = RunDir.from_env().scoreboard
     server.scoreboard = Scoreboard(path, create=not os.path.exists(path))
     server.scoreboard.clear_slots()
+    server.replacing = 0
+    manage = server.manage_workers
+    server.manage_workers = lambda: replace_retiring(server, manage)
+
+
+def replace_retiring(server: Any, manage: Any) -> None:
+    """The master's manage_workers, with a worker that retires of its own accord
+    (recycled, past TIMEOUT) replaced as it stops taking work, not once it has
+    exited: it lingers up to 2 s on its kept-alive connections (Gunicorn's
+    STOP_KEEPALIVE_LINGER), or GRACEFUL_TIMEOUT behind a hung thread, and until
+    then the others carried all the load. One more at a time, which bounds what
+    it costs in memory; Gunicorn's TTIN and TTOU still add and take away theirs."""
+    early = min(server.scoreboard.retiring(), 1)
+    if early != server.replacing:
+        server.num_workers += early - server.replacing
+        server.replacing = early
+    manage()
 
 
 def pre_fork(server: Any, worker: Any) -> None:
@@ -325,13 +353,15 @@ def post_fork(server: Any, worker: Any) -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:
     """In the worker, as it exits (exit_now calls it too)."""
+    worker.scoreboard.exiting(worker.slot, exit_cause(worker))
+
+
+def exit_cause(worker: Any) -> str:
     if getattr(worker, "timed_out", None):  # first: it may have served its last one too
-        cause = "timeout"
-    elif worker.nr >= worker.max_requests:
-        cause = "recycled"
-    else:
-        cause = "stopped"
-    worker.scoreboard.exiting(worker.slot, cause)
+        return "timeout"
+    if worker.nr >= worker.max_requests:
+        return "recycled"
+    return "stopped"
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -16,6 +16,7 @@ from harness.checks import STOP_BUDGET_SECONDS, access_log, assert_json_error
 from harness.load import SteadyClient
 from harness.metrics import scrape
 from harness.paths import EXAMPLE_APP
+from harness.procfs import gunicorn_workers
 from stack.settings import defaults, load
 
 APP = EXAMPLE_APP.read_text()
@@ -259,3 +260,25 @@ def test_the_workers_share_a_steady_keep_alive_load(launch) -> None:
     shares = Counter(line["worker"] for line in lines)
     assert len(shares) == workers, shares
     assert max(shares.values()) <= 2 * min(shares.values()), shares
+
+
+def test_a_recycled_worker_is_replaced_as_it_stops_taking_work(launch) -> None:
+    """A worker past MAX_REQUESTS still finishes what it has in flight (or lingers
+    on its kept-alive connections): its replacement is forked as it retires,
+    not once it has exited, and the master is back to WEB_CONCURRENCY after."""
+    server = launch(APP_MODULE="slow:app", WEB_CONCURRENCY="1", MAX_REQUESTS="20")
+    [first] = gunicorn_workers(server)
+    with ThreadPoolExecutor(1) as pool, requests.Session() as session:
+        slow = pool.submit(requests.get, f"{server.base_url}/slow?seconds=5", timeout=30)
+        for _ in range(25):  # past MAX_REQUESTS and its jitter, at most
+            if len(workers := set(gunicorn_workers(server))) > 1:
+                break
+            assert session.get(server.base_url, timeout=30).status_code == 200
+        assert not slow.done(), "the replacement came only once the old worker had gone"
+        assert first in workers and len(workers) == 2, workers
+        assert slow.result().status_code == 200
+    [replacement] = workers - {first}
+    deadline = time.monotonic() + 10
+    while (workers := set(gunicorn_workers(server))) != {replacement}:
+        assert time.monotonic() < deadline, workers
+        time.sleep(0.05)

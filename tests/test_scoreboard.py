@@ -105,3 +105,18 @@ def test_a_retiring_worker_is_not_balanced_against(tmp_path: Path) -> None:
     assert board.fewest_connections(slots[1], span=6) == 20
     board.connections(slots[1], None)
     assert board.fewest_connections(slots[0], span=6) is None
+
+
+def test_workers_retiring_of_their_own_accord_are_counted_until_reaped(tmp_path: Path) -> None:
+    """The master forks a replacement for each (stack/workers.py, replace_retiring)."""
+    board = Scoreboard(str(tmp_path / "scoreboard"), create=True)
+    slots = [board.claim(set()), board.claim({0}), board.claim({0, 1})]
+    for pid, slot in enumerate(slots, start=11):
+        board.started(slot, pid)
+    assert board.retiring() == 0
+    board.exiting(slots[0], "recycled")
+    board.exiting(slots[1], "timeout")
+    board.exiting(slots[2], "stopped")  # stopped by the master: it replaces nothing
+    assert board.retiring() == 2
+    board.reaped(slots[0])
+    assert board.retiring() == 1
