@@ -112,7 +112,7 @@ class Scoreboard:
 
     def retiring(self) -> int:
         """Live workers that said they go of their own accord (recycled, past
-        TIMEOUT) and still linger: the master forks their replacements at once."""
+        TIMEOUT) and still linger: the master forks a replacement at once."""
         view = memoryview(self.map)[HEADER.size:SIZE]
         return sum(1 for pid, _, said, _ in SLOT.iter_unpack(view)
                    if pid and _SAID[said] in ("recycled", "timeout"))

@@ -108,7 +108,8 @@ def test_a_retiring_worker_is_not_balanced_against(tmp_path: Path) -> None:
 
 
 def test_workers_retiring_of_their_own_accord_are_counted_until_reaped(tmp_path: Path) -> None:
-    """The master forks a replacement for each (stack/workers.py, replace_retiring)."""
+    """The master forks a replacement while any lingers (stack/workers.py,
+    replace_retiring)."""
     board = Scoreboard(str(tmp_path / "scoreboard"), create=True)
     slots = [board.claim(set()), board.claim({0}), board.claim({0, 1})]
     for pid, slot in enumerate(slots, start=11):
