@@ -37,16 +37,6 @@ from bench.setups import (
 from harness.paths import ROOT
 
 
-def shown(value: float | None, spec: str) -> str:
-    """A median (of an even count, a mean of two) as the table shows it; None as
-    the point has it (wrk could not connect)."""
-    return "None" if value is None else format(value, spec)
-
-
-def p99(point: dict) -> str:
-    return shown(point["latency_ms"]["p99"], ".1f")
-
-
 def errors(point: dict) -> int:
     return point["non_2xx"] + point["socket_errors"]
 
@@ -111,11 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     for variant in setups:
         stack, alone = (median_point(points[(variant, n)]) for n in (stack_name, alone_name))
         print(f"| {variant or 'defaults'} | {stack['rps']:,.0f} | {alone['rps']:,.0f} | "
-              f"{stack['rps'] / reference['rps']:.2f} | {p99(stack)} | {p99(alone)} | "
-              f"{idle[variant]} | {shown(stack['bytes_per_request'], '.0f')} | "
-              f"{errors(stack)}, {errors(alone)} |")
-    print(f"| incumbent (uWSGI design) | {reference['rps']:,.0f} | | 1.00 | {p99(reference)} "
-          f"| | | {shown(reference['bytes_per_request'], '.0f')} | {errors(reference)} |")
+              f"{stack['rps'] / reference['rps']:.2f} | {stack['latency_ms']['p99']} | "
+              f"{alone['latency_ms']['p99']} | {idle[variant]} | "
+              f"{stack['bytes_per_request']} | {errors(stack)}, {errors(alone)} |")
+    print(f"| incumbent (uWSGI design) | {reference['rps']:,.0f} | | 1.00 | "
+          f"{reference['latency_ms']['p99']} | | | {reference['bytes_per_request']} | "
+          f"{errors(reference)} |")
     print(f"\nMedians of {args.rounds} runs of "
           f"{args.seconds} s at {args.connections} connections.")
     return 0

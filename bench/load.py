@@ -60,19 +60,21 @@ def wrk(port: int, connections: int, duration: int, path: str = "/",
 
 
 def median_point(points: list[dict[str, Any]]) -> dict[str, Any]:
-    """One figure per point from several wrk runs: median rate and latencies, all errors."""
-    def median(get: Callable[[dict[str, Any]], float | None]) -> float | None:
+    """One figure per point from several wrk runs: median rate and latencies, all errors.
+    Each median keeps its runs' precision: of an even count of runs it is the mean
+    of two, which would otherwise print as 125.75550000000001."""
+    def median(get: Callable[[dict[str, Any]], float | None], digits: int) -> float | None:
         values = [v for v in map(get, points) if v is not None]  # None: wrk could not connect
-        return statistics.median(values) if values else None
+        return round(statistics.median(values), digits) if values else None
 
     return {
         "connections": points[0]["connections"],
         "runs": len(points),
         "requests": sum(p["requests"] for p in points),
-        "rps": median(lambda p: p["rps"]),
+        "rps": median(lambda p: p["rps"], 1),
         "rps_runs": [p["rps"] for p in points],
-        "bytes_per_request": median(lambda p: p.get("bytes_per_request")),
-        "latency_ms": {key: median(lambda p, k=key: p["latency_ms"][k])
+        "bytes_per_request": median(lambda p: p.get("bytes_per_request"), 1),
+        "latency_ms": {key: median(lambda p, k=key: p["latency_ms"][k], 3)
                        for key in points[0]["latency_ms"]},
         "non_2xx": sum(p["non_2xx"] for p in points),
         "socket_errors": sum(p["socket_errors"] for p in points),
